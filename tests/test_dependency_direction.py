@@ -1,0 +1,25 @@
+"""The packages depend one way: simclr_sweep -> trainers, simclr_sweep -> reports."""
+import subprocess
+import sys
+
+import pytest
+
+
+def _modules_after_import(package: str) -> set[str]:
+    code = f"import sys, {package}; print('\\n'.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return {name.split(".")[0] for name in out.stdout.split()}
+
+
+@pytest.mark.parametrize(
+    "package, forbidden",
+    [
+        ("reports", {"torch", "ray", "torchvision", "optuna"}),
+        ("trainers", {"ray", "optuna", "pandas", "plotly"}),
+    ],
+)
+def test_package_does_not_import_forbidden_dependencies(package, forbidden):
+    # Importing the whole package surface, not just __init__, so a stray import anywhere shows up.
+    loaded = _modules_after_import(f"{package}; import pkgutil, importlib; "
+                                   f"[importlib.import_module(m.name) for m in pkgutil.walk_packages({package}.__path__, '{package}.')]")
+    assert not (loaded & forbidden), f"{package} imports {sorted(loaded & forbidden)}"
