@@ -1,0 +1,84 @@
+"""embed and knn_top1 against direct float64 computations."""
+import math
+
+import pytest
+import torch
+
+from trainers.evaluate import embed, knn_top1
+
+
+def _knn_reference(bank, bank_labels, query, query_labels, num_classes, k, temperature):
+    """Brute force, one query at a time, in float64."""
+    bank = bank.double()
+    bank = bank / bank.norm(dim=1, keepdim=True)
+    correct = 0
+    for q, y in zip(query.double(), query_labels):
+        q = q / q.norm()
+        sims = [(float(b @ q), i) for i, b in enumerate(bank)]
+        sims.sort(key=lambda t: -t[0])
+        votes = [0.0] * num_classes
+        for s, i in sims[:k]:
+            votes[int(bank_labels[i])] += math.exp(s / temperature)
+        correct += int(max(range(num_classes), key=lambda c: (votes[c], -c)) == int(y))
+    return correct / len(query)
+
+
+@pytest.mark.parametrize("k, temperature, batch_size", [(200, 0.1, 1024), (5, 0.5, 7), (1, 0.07, 3)])
+def test_knn_top1_matches_brute_force_float64(k, temperature, batch_size):
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 8, generator=gen)
+    bank_labels = torch.randint(0, 4, (150,), generator=gen)
+    query_labels = torch.randint(0, 4, (40,), generator=gen)
+    bank = centres[bank_labels] + 1.2 * torch.randn(150, 8, generator=gen)
+    query = centres[query_labels] + 1.2 * torch.randn(40, 8, generator=gen)
+    got = knn_top1(bank, bank_labels, query, query_labels, num_classes=4, k=k,
+                   temperature=temperature, batch_size=batch_size)
+    want = _knn_reference(bank, bank_labels, query, query_labels, 4, min(k, 150), temperature)
+    assert got == pytest.approx(want, abs=1e-12)
+    assert 0.3 < got < 1.0  # a task with a non-trivial answer
+
+
+def test_knn_top1_is_scale_invariant_and_perfect_on_separated_clusters():
+    labels = torch.arange(30) % 3
+    feats = torch.eye(3)[labels] * torch.linspace(0.5, 5, 30)[:, None]
+    assert knn_top1(feats, labels, feats * 7, labels, num_classes=3, k=10) == 1.0
+
+
+def test_knn_top1_weighted_vote_beats_majority():
+    # Two near neighbours of class 1 outweigh three far ones of class 0 at a low temperature.
+    bank = torch.tensor([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0], [0.1, 1.0], [0.05, 1.0]])
+    bank_labels = torch.tensor([1, 1, 0, 0, 0])
+    query = torch.tensor([[1.0, 0.005]])
+    assert knn_top1(bank, bank_labels, query, torch.tensor([1]), num_classes=2, k=5, temperature=0.1) == 1.0
+    assert knn_top1(bank, bank_labels, query, torch.tensor([1]), num_classes=2, k=5, temperature=100.0) == 0.0
+
+
+def test_knn_top1_refuses_bad_arguments():
+    x, y = torch.randn(4, 2), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"^knn_top1: temperature must be > 0 \(got 0\)$"):
+        knn_top1(x, y, x, y, num_classes=2, temperature=0)
+    with pytest.raises(ValueError, match=r"^knn_top1: num_classes must be > 0 \(got 0\)$"):
+        knn_top1(x, y, x, y, num_classes=0)
+
+
+def test_embed_batches_scale_to_unit_range_and_flatten():
+    images = torch.randint(0, 256, (23, 3, 4, 4), dtype=torch.uint8)
+    seen = []
+
+    def model_fn(x):
+        seen.append(x.shape[0])
+        return x * 2
+
+    feats = embed(model_fn, images, batch_size=10)
+    assert seen == [10, 10, 3]
+    assert feats.dtype == torch.float32 and feats.shape == (23, 48)
+    torch.testing.assert_close(feats, images.reshape(23, -1).double().div(255).mul(2).float())
+
+
+def test_embed_uses_eval_mode_and_restores_training_mode():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.BatchNorm1d(12))
+    net.train()
+    before = net[1].running_mean.clone()
+    embed(net, torch.randint(0, 256, (8, 3, 2, 2), dtype=torch.uint8), batch_size=4)
+    assert net.training
+    torch.testing.assert_close(net[1].running_mean, before)  # eval mode: running stats untouched

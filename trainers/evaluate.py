@@ -1,0 +1,71 @@
+"""Evaluation on frozen features: batched embedding and the weighted kNN monitor."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Tensor = torch.Tensor
+
+
+@torch.no_grad()
+def embed(model_fn: Callable[[Tensor], Tensor], images_uint8: Tensor, *, batch_size: int = 512,
+          device: str | torch.device = "cpu") -> Tensor:
+    """Features of uint8 [N, C, H, W] images as float32 [N, D] on `device`.
+
+    Each batch is moved to `device` and scaled to float [0, 1] before `model_fn`; any further
+    normalisation is the caller's. An `nn.Module` is put in eval mode for the pass (so batch norm
+    uses and keeps its running statistics) and given back in the mode it was in.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"embed: batch_size must be > 0 (got {batch_size})")
+    module = model_fn if isinstance(model_fn, torch.nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    try:
+        chunks = []
+        for start in range(0, images_uint8.shape[0], batch_size):
+            batch = images_uint8[start:start + batch_size].to(device, non_blocking=True)
+            feats = model_fn(batch.float().div_(255.0))
+            chunks.append(feats.reshape(feats.shape[0], -1).float())
+        if not chunks:
+            raise ValueError("embed: no images to embed (got an empty tensor)")
+        return torch.cat(chunks)
+    finally:
+        if module is not None:
+            module.train(was_training)
+
+
+@torch.no_grad()
+def knn_top1(bank: Tensor, bank_labels: Tensor, query: Tensor, query_labels: Tensor, *,
+             num_classes: int, k: int = 200, temperature: float = 0.1,
+             batch_size: int = 1024) -> float:
+    """Top-1 accuracy of the weighted kNN classifier (InstDisc; the SimCLR kNN monitor).
+
+    Features are L2-normalised; each query takes its k most cosine-similar bank rows, each voting
+    for its label with weight exp(similarity / temperature); the class with the largest summed
+    vote wins (ties go to the lower class index). Runs on the features' device, `batch_size`
+    queries at a time, so memory stays at batch_size x len(bank).
+    """
+    if num_classes <= 0:
+        raise ValueError(f"knn_top1: num_classes must be > 0 (got {num_classes})")
+    if temperature <= 0:
+        raise ValueError(f"knn_top1: temperature must be > 0 (got {temperature})")
+    if bank.shape[0] == 0 or query.shape[0] == 0:
+        raise ValueError(f"knn_top1: empty bank or query (got {bank.shape[0]} and {query.shape[0]} rows)")
+    device = bank.device
+    bank_n = torch.nn.functional.normalize(bank.float(), dim=1)
+    bank_labels = bank_labels.to(device).long()
+    query_labels = query_labels.to(device).long()
+    k = min(k, bank.shape[0])
+    correct = 0
+    for start in range(0, query.shape[0], batch_size):
+        q = torch.nn.functional.normalize(query[start:start + batch_size].to(device).float(), dim=1)
+        sim, idx = (q @ bank_n.T).topk(k, dim=1)
+        # Subtracting the row's top similarity keeps exp() finite for small temperatures.
+        weights = torch.exp((sim - sim[:, :1]) / temperature)
+        votes = torch.zeros(q.shape[0], num_classes, device=device)
+        votes.scatter_add_(1, bank_labels[idx], weights)
+        correct += int((votes.argmax(dim=1) == query_labels[start:start + batch_size]).sum())
+    return correct / query.shape[0]
