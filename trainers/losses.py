@@ -1,0 +1,193 @@
+"""Contrastive objectives of the SimCLR paper: NT-Xent (public), NT-Logistic and margin triplet.
+
+Every objective sees the same picture: the 2N stacked projections ``[z1; z2]`` (row ``i`` and row
+``N + i`` are the two views of image ``i``), a similarity between every pair of rows, each row's
+self-similarity removed, and the row's other view as its positive. Under DDP the keys (the
+columns) are the embeddings of every rank, gathered with gradients, while the queries (the rows)
+are this rank's own, so that the gradient equals that of one process holding the global batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from trainers import distributed
+
+MAHALANOBIS_RIDGE = 1e-3
+
+SimilarityFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+
+
+def _cosine(q: Tensor, k: Tensor, q_u: Tensor, k_u: Tensor) -> Tensor:
+    # Cosine is of z itself: normalising is part of the definition, whatever hidden_norm says.
+    return F.normalize(q, dim=1) @ F.normalize(k, dim=1).T
+
+
+def _dot(q: Tensor, k: Tensor, q_u: Tensor, k_u: Tensor) -> Tensor:
+    return q_u @ k_u.T
+
+
+def _euclidean(q: Tensor, k: Tensor, q_u: Tensor, k_u: Tensor) -> Tensor:
+    # Expanded square rather than cdist: cdist's gradient is NaN at zero distance (the diagonal).
+    sq = (q_u * q_u).sum(1, keepdim=True) + (k_u * k_u).sum(1)[None, :] - 2.0 * (q_u @ k_u.T)
+    return -sq
+
+
+def _mahalanobis(q: Tensor, k: Tensor, q_u: Tensor, k_u: Tensor) -> Tensor:
+    with torch.no_grad():
+        centred = k_u - k_u.mean(0, keepdim=True)
+        cov = centred.T @ centred / k_u.shape[0]
+        eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+        precision = torch.linalg.inv(cov + MAHALANOBIS_RIDGE * eye)
+    qp = q_u @ precision
+    sq = (qp * q_u).sum(1, keepdim=True) + ((k_u @ precision) * k_u).sum(1)[None, :] - 2.0 * (qp @ k_u.T)
+    return -sq
+
+
+SIMILARITIES: dict[str, SimilarityFn] = {
+    "cosine": _cosine,
+    "dot": _dot,
+    "euclidean": _euclidean,
+    "mahalanobis": _mahalanobis,
+}
+
+
+def pairwise_similarity(
+    z1: Tensor, z2: Tensor, *, similarity: str, hidden_norm: bool, gather: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Similarity of this rank's 2n rows with all 2N rows; also each row's self and positive column.
+
+    Column layout (global): first view of every rank in rank order, then second view likewise.
+    """
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity: must be one of {', '.join(SIMILARITIES)} (got {similarity!r})")
+    # The loss is computed in float32 whatever the autocast precision of the network.
+    if z1.dtype in (torch.float16, torch.bfloat16):
+        z1, z2 = z1.float(), z2.float()
+    n = z1.shape[0]
+    rank, world = distributed.rank_and_world() if gather else (0, 1)
+    k1 = distributed.gather_with_grad(z1) if world > 1 else z1
+    k2 = distributed.gather_with_grad(z2) if world > 1 else z2
+    queries = torch.cat([z1, z2])
+    keys = torch.cat([k1, k2])
+    total = k1.shape[0]
+    if hidden_norm:
+        q_u, k_u = F.normalize(queries, dim=1), F.normalize(keys, dim=1)
+    else:
+        q_u, k_u = queries, keys
+    sim = SIMILARITIES[similarity](queries, keys, q_u, k_u)
+    local = torch.arange(n, device=z1.device) + rank * n
+    self_idx = torch.cat([local, local + total])
+    pos_idx = torch.cat([local + total, local])
+    return sim, self_idx, pos_idx
+
+
+def _nt_xent_from_sim(sim: Tensor, self_idx: Tensor, pos_idx: Tensor, *, temperature: float,
+                      margin: float, semi_hard: bool) -> Tensor:
+    logits = sim / temperature
+    rows = torch.arange(sim.shape[0], device=sim.device)
+    logits = logits.masked_fill(_one_hot(self_idx, sim.shape[1]), float("-inf"))
+    return -(logits[rows, pos_idx] - torch.logsumexp(logits, dim=1)).mean()
+
+
+def _nt_logistic_from_sim(sim: Tensor, self_idx: Tensor, pos_idx: Tensor, *, temperature: float,
+                          margin: float, semi_hard: bool) -> Tensor:
+    # One positive against 2N-2 negatives: the two terms get equal weight (the paper re-weights).
+    logits = sim / temperature
+    rows = torch.arange(sim.shape[0], device=sim.device)
+    negatives = ~(_one_hot(self_idx, sim.shape[1]) | _one_hot(pos_idx, sim.shape[1]))
+    positive_term = -F.logsigmoid(logits[rows, pos_idx])
+    negative_term = -(F.logsigmoid(-logits) * negatives).sum(1) / negatives.sum(1)
+    return (positive_term + negative_term).mean()
+
+
+def _margin_triplet_from_sim(sim: Tensor, self_idx: Tensor, pos_idx: Tensor, *, temperature: float,
+                             margin: float, semi_hard: bool) -> Tensor:
+    rows = torch.arange(sim.shape[0], device=sim.device)
+    negatives = ~(_one_hot(self_idx, sim.shape[1]) | _one_hot(pos_idx, sim.shape[1]))
+    s_pos = sim[rows, pos_idx][:, None]
+    if not semi_hard:
+        hinge = F.relu(sim - s_pos + margin) * negatives
+        return (hinge.sum(1) / negatives.sum(1)).mean()
+    # FaceNet / tf-addons semi-hard mining: per anchor the most similar negative that is still less
+    # similar than the positive; an anchor without one falls back to its least similar negative.
+    below = negatives & (sim < s_pos)
+    hardest_below = sim.masked_fill(~below, float("-inf")).max(1).values
+    easiest = sim.masked_fill(~negatives, float("inf")).min(1).values
+    chosen = torch.where(below.any(1), hardest_below, easiest)
+    return F.relu(chosen - s_pos[:, 0] + margin).mean()
+
+
+def _one_hot(idx: Tensor, columns: int) -> Tensor:
+    return F.one_hot(idx, columns).bool()
+
+
+LossFromSim = Callable[..., Tensor]
+
+LOSSES: dict[str, LossFromSim] = {
+    "nt_xent": _nt_xent_from_sim,
+    "nt_logistic": _nt_logistic_from_sim,
+    "margin_triplet": _margin_triplet_from_sim,
+}
+
+
+def contrastive_loss(
+    z1: Tensor,
+    z2: Tensor,
+    *,
+    loss: str = "nt_xent",
+    temperature: float = 0.5,
+    similarity: str = "cosine",
+    hidden_norm: bool = True,
+    margin: float = 1.0,
+    semi_hard: bool = False,
+    gather: bool = True,
+) -> Tensor:
+    """The objective named ``loss`` of the views ``z1``, ``z2`` (N x D each); a scalar.
+
+    ``margin`` and ``semi_hard`` are margin_triplet's (which ignores ``temperature``); with
+    ``gather`` and an initialised process group, negatives span every rank's rows.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss: must be one of {', '.join(LOSSES)} (got {loss!r})")
+    sim, self_idx, pos_idx = pairwise_similarity(
+        z1, z2, similarity=similarity, hidden_norm=hidden_norm, gather=gather)
+    return LOSSES[loss](sim, self_idx, pos_idx, temperature=temperature, margin=margin, semi_hard=semi_hard)
+
+
+def nt_xent(
+    z1: Tensor,
+    z2: Tensor,
+    *,
+    temperature: float,
+    similarity: str = "cosine",
+    hidden_norm: bool = True,
+    gather: bool = True,
+) -> Tensor:
+    """The paper's NT-Xent: mean cross-entropy over the 2N rows of similarity / temperature.
+
+    ``z1[i]`` and ``z2[i]`` are the two views of image ``i``. ``u = z / ||z||`` row-wise when
+    ``hidden_norm`` else ``z``; similarities: ``cosine`` (of z), ``dot`` (u.u), ``euclidean``
+    (-||u_a - u_b||^2), ``mahalanobis`` (-(u_a-u_b)^T (S + 1e-3 I)^-1 (u_a-u_b), S the biased
+    covariance of the 2N rows of u, held constant). Under DDP (``gather``) negatives span all ranks.
+    """
+    return contrastive_loss(z1, z2, loss="nt_xent", temperature=temperature, similarity=similarity,
+                            hidden_norm=hidden_norm, gather=gather)
+
+
+def nt_logistic(z1: Tensor, z2: Tensor, *, temperature: float, similarity: str = "cosine",
+                hidden_norm: bool = True, gather: bool = True) -> Tensor:
+    """NT-Logistic: mean over rows of -log sig(s+/t) - mean over negatives of log sig(-s-/t)."""
+    return contrastive_loss(z1, z2, loss="nt_logistic", temperature=temperature, similarity=similarity,
+                            hidden_norm=hidden_norm, gather=gather)
+
+
+def margin_triplet(z1: Tensor, z2: Tensor, *, margin: float, semi_hard: bool = False,
+                   similarity: str = "cosine", hidden_norm: bool = True, gather: bool = True) -> Tensor:
+    """Margin triplet: mean of max(s- - s+ + margin, 0) over negatives, or over one semi-hard one."""
+    return contrastive_loss(z1, z2, loss="margin_triplet", margin=margin, semi_hard=semi_hard,
+                            similarity=similarity, hidden_norm=hidden_norm, gather=gather)
