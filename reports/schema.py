@@ -1,0 +1,132 @@
+"""The study tables' schema: metric names, statuses, columns and their Arrow types.
+
+``trials.parquet`` has one row per trial; ``epochs/`` has one row per (trial_id, epoch).
+Parameter columns (``param.<name>``) depend on the study, so their types are inferred from the
+values written (see :func:`param_type`); every other column has a fixed type.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+METRICS: tuple[str, ...] = (
+    "epoch",
+    "loss",
+    "knn_top1",
+    "linear_top1",
+    "linear_r2",
+    "lr",
+    "images_per_s",
+    "epoch_time_s",
+    "gpu_mem_gb",
+)
+
+# Which direction is "better" for each metric; `best.<m>` in trials.parquet follows it.
+# `epoch` and `lr` are not optimised: their "best" is the largest seen (the peak learning rate
+# under warm-up, the last epoch reached).
+METRIC_GOALS: dict[str, str] = {
+    "epoch": "max",
+    "loss": "min",
+    "knn_top1": "max",
+    "linear_top1": "max",
+    "linear_r2": "max",
+    "lr": "max",
+    "images_per_s": "max",
+    "epoch_time_s": "min",
+    "gpu_mem_gb": "min",
+}
+
+STATUSES: tuple[str, ...] = ("running", "completed", "early_stopped", "diverged", "failed")
+TERMINAL_STATUSES: tuple[str, ...] = ("completed", "early_stopped", "diverged", "failed")
+
+PARAM_PREFIX = "param."
+AUGMENTATIONS_COLUMN = "param.augmentations"
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+TRIAL_KEY_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("trial_id", pa.string(), nullable=False),
+    pa.field("config_id", pa.string()),
+    pa.field("seed", pa.int64()),
+    pa.field("status", pa.string()),
+)
+TRIAL_METRIC_FIELDS: tuple[pa.Field, ...] = tuple(
+    pa.field(f"{kind}.{metric}", pa.float64()) for metric in METRICS for kind in ("best", "last")
+)
+TRIAL_TAIL_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("epochs_run", pa.int64()),
+    pa.field("wall_s", pa.float64()),
+    pa.field("gpu_s", pa.float64()),
+    pa.field("error", pa.string()),
+    pa.field("started_at", TIMESTAMP),
+    pa.field("ended_at", TIMESTAMP),
+)
+
+EPOCH_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("trial_id", pa.string(), nullable=False),
+    pa.field("epoch", pa.int64(), nullable=False),
+    *(pa.field(metric, pa.float64()) for metric in METRICS if metric != "epoch"),
+)
+EPOCHS_SCHEMA = pa.schema(EPOCH_FIELDS)
+EPOCH_COLUMNS: tuple[str, ...] = tuple(f.name for f in EPOCH_FIELDS)
+
+TRIAL_FIXED_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in (*TRIAL_KEY_FIELDS, *TRIAL_METRIC_FIELDS, *TRIAL_TAIL_FIELDS)
+)
+
+
+def best_column(metric: str) -> str:
+    """Name of the trials column holding a metric's best value (``best.<metric>``)."""
+    return f"best.{metric}"
+
+
+def last_column(metric: str) -> str:
+    """Name of the trials column holding a metric's last value (``last.<metric>``)."""
+    return f"last.{metric}"
+
+
+def param_type(values: Iterable[object]) -> pa.DataType:
+    """The one Arrow type a ``param.<name>`` column gets for these values (None ignored).
+
+    bool stays bool; int stays int64; ints mixed with floats become float64; anything else, or
+    a mix of kinds, becomes string, so a column never changes meaning between rows.
+    """
+    kinds = {_kind(v) for v in values if v is not None and not _is_nan(v)}
+    if not kinds:
+        return pa.string()
+    if kinds == {"bool"}:
+        return pa.bool_()
+    if kinds == {"int"}:
+        return pa.int64()
+    if kinds <= {"int", "float"}:
+        return pa.float64()
+    return pa.string()
+
+
+def trials_schema(param_types: dict[str, pa.DataType]) -> pa.Schema:
+    """The trials.parquet schema: fixed columns, with the ``param.*`` columns after the keys."""
+    params = [pa.field(name, param_types[name]) for name in sorted(param_types)]
+    return pa.schema([*TRIAL_KEY_FIELDS, *params, *TRIAL_METRIC_FIELDS, *TRIAL_TAIL_FIELDS])
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    # numpy scalars arrive from pandas; classify them by their Python equivalent.
+    item = getattr(value, "item", None)
+    if callable(item) and not isinstance(value, (str, bytes)):
+        try:
+            return _kind(item())
+        except (TypeError, ValueError):
+            return "str"
+    return "str"
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)

@@ -1,0 +1,197 @@
+"""StudyTables: atomic, idempotent writes and readers that pandas, polars and duckdb agree on."""
+import datetime as dt
+import math
+import threading
+
+import duckdb
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from reports.schema import EPOCH_COLUMNS, METRICS, STATUSES, TRIAL_FIXED_COLUMNS
+from reports.tables import StudyTables, flatten_params, summarize_metrics
+
+T0 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+
+
+def _trial(trial_id, **extra):
+    row = {"trial_id": trial_id, "config_id": "c1", "seed": 0, "status": "completed",
+           "param.temperature": 0.5, "param.augmentations": ["crop", "color_jitter"],
+           "best.knn_top1": 0.7, "epochs_run": 3, "wall_s": 12.5, "gpu_s": 10.0,
+           "error": None, "started_at": T0, "ended_at": T0 + dt.timedelta(seconds=12)}
+    row.update(extra)
+    return row
+
+
+def test_trials_table_has_every_fixed_column_and_param_columns(tmp_path):
+    tables = StudyTables(tmp_path)
+    tables.upsert_trials([_trial("t1")])
+    frame = tables.read_trials()
+    assert set(TRIAL_FIXED_COLUMNS) <= set(frame.columns)
+    assert {"param.temperature", "param.augmentations"} <= set(frame.columns)
+    assert frame.loc[0, "param.augmentations"] == "color_jitter,crop"
+    assert frame.loc[0, "started_at"] == T0
+    assert math.isnan(frame.loc[0, "last.knn_top1"])
+
+
+def test_upsert_is_idempotent_and_later_row_replaces_earlier(tmp_path):
+    tables = StudyTables(tmp_path)
+    tables.upsert_trials([_trial("t1", status="running"), _trial("t2")])
+    tables.upsert_trials([_trial("t1", status="completed", **{"best.knn_top1": 0.9})])
+    tables.upsert_trials([_trial("t1", status="completed", **{"best.knn_top1": 0.9})])
+    frame = tables.read_trials().set_index("trial_id")
+    assert sorted(frame.index) == ["t1", "t2"]
+    assert frame.loc["t1", "status"] == "completed"
+    assert frame.loc["t1", "best.knn_top1"] == 0.9
+
+
+def test_param_column_keeps_one_type_across_rows(tmp_path):
+    tables = StudyTables(tmp_path)
+    tables.upsert_trials([_trial("t1", **{"param.batch_size": 128, "param.hidden_norm": True})])
+    tables.upsert_trials([_trial("t2", **{"param.batch_size": 256, "param.hidden_norm": False,
+                                          "param.temperature": 1})])
+    schema = pq.read_schema(tmp_path / "tables" / "trials.parquet")
+    assert str(schema.field("param.batch_size").type) == "int64"
+    assert str(schema.field("param.hidden_norm").type) == "bool"
+    assert str(schema.field("param.temperature").type) == "double"  # 0.5 and 1 -> float
+
+
+def test_unknown_trial_column_and_status_are_refused(tmp_path):
+    tables = StudyTables(tmp_path)
+    with pytest.raises(ValueError, match="best.acc"):
+        tables.upsert_trials([_trial("t1", **{"best.acc": 1.0})])
+    with pytest.raises(ValueError, match="status must be one of"):
+        tables.upsert_trials([_trial("t1", status="done")])
+    assert not (tmp_path / "tables" / "trials.parquet").exists()
+
+
+def test_failed_write_leaves_previous_file_intact_and_no_temp_files(tmp_path, monkeypatch):
+    tables = StudyTables(tmp_path)
+    tables.upsert_trials([_trial("t1")])
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", crash)
+    with pytest.raises(OSError):
+        tables.upsert_trials([_trial("t2")])
+    monkeypatch.undo()
+    assert list(tables.read_trials()["trial_id"]) == ["t1"]
+    assert [p.name for p in (tmp_path / "tables").iterdir()] == ["trials.parquet"]
+
+
+def _epochs(trial_id, epochs, knn=0.5):
+    return [{"trial_id": trial_id, "epoch": e, "loss": 5.0 - e, "knn_top1": knn + e / 100}
+            for e in epochs]
+
+
+def test_epoch_replays_are_deduplicated_last_write_wins(tmp_path):
+    tables = StudyTables(tmp_path)
+    tables.append_epochs(_epochs("t1", [1, 2, 3], knn=0.1))
+    tables.append_epochs(_epochs("t1", [3, 4], knn=0.5))
+    frame = tables.read_epochs()
+    assert list(frame["epoch"]) == [1, 2, 3, 4]
+    assert frame.set_index("epoch").loc[3, "knn_top1"] == pytest.approx(0.53)
+    assert list(frame.columns) == list(EPOCH_COLUMNS)
+
+
+def test_compaction_merges_parts_and_keeps_rows(tmp_path):
+    tables = StudyTables(tmp_path)
+    for epoch in range(1, 6):
+        tables.append_epochs(_epochs("t1", [epoch]) + _epochs("t2", [epoch]))
+    tables.append_epochs(_epochs("t2", [5], knn=0.9))
+    before = tables.read_epochs()
+    assert tables.compact_epochs() == 6
+    assert len(list((tmp_path / "tables" / "epochs").iterdir())) == 1
+    after = tables.read_epochs()
+    assert after.equals(before)
+    assert after.query("trial_id == 't2' and epoch == 5")["knn_top1"].item() == pytest.approx(0.95)
+    tables.append_epochs(_epochs("t1", [6]))
+    assert tables.compact_epochs() == 2
+    assert len(tables.read_epochs()) == 11
+
+
+def test_append_compacts_automatically_past_the_part_limit(tmp_path):
+    tables = StudyTables(tmp_path, auto_compact_parts=4)
+    for epoch in range(1, 11):
+        tables.append_epochs(_epochs("t1", [epoch]))
+    assert len(list((tmp_path / "tables" / "epochs").iterdir())) <= 5
+    assert list(tables.read_epochs()["epoch"]) == list(range(1, 11))
+
+
+def test_reader_ignores_temporary_files(tmp_path):
+    tables = StudyTables(tmp_path)
+    tables.append_epochs(_epochs("t1", [1]))
+    (tmp_path / "tables" / "epochs" / ".part-x.parquet.abc.tmp").write_bytes(b"half a file")
+    assert len(tables.read_epochs()) == 1
+
+
+def test_reader_sees_every_row_while_a_writer_appends_and_compacts(tmp_path):
+    writer = StudyTables(tmp_path, auto_compact_parts=3)
+    reader = StudyTables(tmp_path)
+    errors = []
+
+    def write():
+        for epoch in range(1, 41):
+            writer.append_epochs(_epochs("t1", [epoch]))
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    while thread.is_alive():
+        try:
+            epochs = list(reader.read_epochs()["epoch"])
+            assert epochs == list(range(1, len(epochs) + 1))  # a prefix, never a gap or duplicate
+        except Exception as exc:  # collected so the writer thread always finishes
+            errors.append(exc)
+    thread.join()
+    assert not errors
+    assert list(reader.read_epochs()["epoch"]) == list(range(1, 41))
+
+
+def test_tables_are_readable_by_polars_and_duckdb(tmp_path):
+    tables = StudyTables(tmp_path)
+    tables.upsert_trials([_trial("t1"), _trial("t2", status="failed", error="boom")])
+    tables.append_epochs(_epochs("t1", [1, 2]))
+    tables.append_epochs(_epochs("t2", [1]))
+    trials_path = tmp_path / "tables" / "trials.parquet"
+    epochs_glob = str(tmp_path / "tables" / "epochs" / "*.parquet")
+
+    polars_trials = pl.read_parquet(trials_path)
+    assert polars_trials.height == 2 and polars_trials["started_at"].dtype.time_zone == "UTC"
+    assert pl.read_parquet(epochs_glob).height == 3
+
+    con = duckdb.connect()
+    failed = con.execute(f"select trial_id, error from '{trials_path}' where status = 'failed'").fetchall()
+    assert failed == [("t2", "boom")]
+    assert con.execute(f"select count(*) from '{epochs_glob}'").fetchone()[0] == 3
+    con.close()
+
+
+def test_summarize_metrics_follows_goals_and_reports_every_metric():
+    rows = [{"epoch": 1, "loss": 4.0, "knn_top1": 0.3},
+            {"epoch": 3, "loss": float("nan"), "knn_top1": None},
+            {"epoch": 2, "loss": 3.0, "knn_top1": 0.5}]
+    summary = summarize_metrics(rows)
+    assert set(summary) == {f"{k}.{m}" for m in METRICS for k in ("best", "last")}
+    assert summary["best.loss"] == 3.0
+    assert math.isnan(summary["last.loss"])  # the diverged epoch is the last one
+    assert summary["best.knn_top1"] == 0.5 and summary["last.knn_top1"] == 0.5
+    assert summary["best.epoch"] == 3.0
+    assert summary["best.linear_r2"] is None and summary["last.linear_r2"] is None
+
+
+def test_summarize_metrics_accepts_the_epochs_frame(tmp_path):
+    tables = StudyTables(tmp_path)
+    tables.append_epochs(_epochs("t1", [1, 2, 3]))
+    summary = summarize_metrics(tables.read_epochs())
+    assert summary["best.loss"] == 2.0 and summary["last.knn_top1"] == pytest.approx(0.53)
+    assert summary["last.lr"] is None
+
+
+def test_flatten_params_joins_nested_keys_and_sorts_augmentations():
+    flat = flatten_params({"augmentations": ["flip", "crop"], "head": {"dims": [512, 128]}, "lr": 1.0})
+    assert flat == {"param.augmentations": "crop,flip", "param.head.dims": "512,128", "param.lr": 1.0}
+
+
+def test_statuses_are_the_design_ones():
+    assert STATUSES == ("running", "completed", "early_stopped", "diverged", "failed")
