@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import torch
 
-from trainers import shapes
+from trainers import shapes, spirograph
 
 Tensor = torch.Tensor
 
@@ -72,8 +72,22 @@ def _load_shapes(*, root: Optional[Path], download: bool, size: Optional[int], s
                       target_names=list(shapes.CLASS_NAMES))
 
 
+def _load_spirograph(*, root: Optional[Path], download: bool, size: Optional[int], seed: int,
+                     image_size: Optional[int]) -> DataSplits:
+    """Spirograph regression (targets m, b, h, sigma); `size` training images (default 100k), test size // 5."""
+    if image_size not in (None, spirograph.IMAGE_SIZE):
+        raise ValueError(f"dataset spirograph: image_size must be {spirograph.IMAGE_SIZE} (got {image_size})")
+    n_train = spirograph.DEFAULT_TRAIN if size is None else size
+    train_x, train_y = spirograph.generate(n_train, seed, stream=0)
+    test_x, test_y = spirograph.generate(max(n_train // spirograph.TEST_FRACTION, 1), seed, stream=1)
+    return DataSplits(pretrain=train_x, train_x=train_x, train_y=train_y, test_x=test_x,
+                      test_y=test_y, num_classes=0, task="regression",
+                      target_names=list(spirograph.TARGET_NAMES))
+
+
 DATASETS: dict[str, Loader] = {
     "shapes": _load_shapes,
+    "spirograph": _load_spirograph,
 }
 
 
