@@ -1,0 +1,238 @@
+"""The SimCLR augmentations: each matches torchvision.transforms.v2.functional for the same drawn
+parameters, and draws its parameters with the declared distribution."""
+import math
+
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from trainers import augment as A
+
+# float32 on [0, 1]: torchvision and ours differ only by rounding order.
+TOL = 1e-5
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _images(n=16, side=32, seed=1):
+    return torch.rand(n, 3, side, side, generator=_gen(seed))
+
+
+# --- crop ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("side, size", [(32, 32), (64, 24), (40, 56)])
+def test_crop_matches_torchvision_resized_crop(interpolation, side, size):
+    x = _images(12, side)
+    p = A._crop_params(12, side, side, _gen(), x.device)
+    out = A._crop_apply(x, **p, image_size=size, interpolation=interpolation)
+    mode = TF.InterpolationMode[interpolation.upper()]
+    for i in range(12):
+        box = [int(p[k][i]) for k in ("top", "left", "height", "width")]
+        ref = TF.resized_crop(x[i], *box, size=[size, size], interpolation=mode, antialias=True).clamp(0, 1)
+        torch.testing.assert_close(out[i], ref, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("side, size", [(32, 32), (20, 32), (96, 64)])
+def test_crop_always_outputs_image_size(side, size):
+    x = _images(5, side)
+    assert A.crop(x, _gen(), image_size=size).shape == (5, 3, size, size)
+
+
+def test_crop_boxes_lie_inside_the_image_with_declared_area_and_aspect():
+    h, w = 224, 160
+    p = A._crop_params(5000, h, w, _gen(), torch.device("cpu"))
+    assert (p["top"] >= 0).all() and (p["top"] + p["height"] <= h).all()
+    assert (p["left"] >= 0).all() and (p["left"] + p["width"] <= w).all()
+    area = (p["height"] * p["width"]).double() / (h * w)
+    aspect = p["width"].double() / p["height"].double()
+    # Rounding the box to whole pixels moves the fraction by at most ~1%; the fallback is the
+    # largest centred box of aspect 3/4 (160 x 213).
+    fallback = (area - 160 * 213 / (h * w)).abs() < 1e-9
+    assert ((area > 0.08 * 0.98) & (area < 1.0 + 1e-9)).all()
+    assert ((aspect[~fallback] > 0.75 * 0.98) & (aspect[~fallback] < 4 / 3 * 1.02)).all()
+
+
+def _analytic_area(a=0.08, b=1.0, tries=10, below=0.3):
+    """(E[area fraction], P(area < below)) for a square image under RandomResizedCrop's rejection
+    scheme, in float64: a try fits iff A * exp(|log r|) <= 1; after ten misses the whole image is
+    taken. ``below`` must be small enough that every area under it fits (below * 4/3 <= 1)."""
+    lo, hi = math.log(3 / 4), math.log(4 / 3)
+    steps = 200_000
+    logr = lo + (torch.arange(steps, dtype=torch.float64) + 0.5) * (hi - lo) / steps
+    cut = torch.exp(-logr.abs()).clamp(max=b)
+    p_fit = ((cut - a).clamp(min=0) / (b - a)).mean().item()
+    mass = ((cut ** 2 - a ** 2).clamp(min=0) / (2 * (b - a))).mean().item()
+    miss = (1 - p_fit) ** tries
+    p_small = (below - a) / (b - a) / p_fit * (1 - miss)
+    return mass / p_fit * (1 - miss) + miss, p_small
+
+
+def test_crop_area_fraction_mean_matches_the_analytic_value():
+    n, side = 40_000, 224
+    p = A._crop_params(n, side, side, _gen(3), torch.device("cpu"))
+    area = (p["height"] * p["width"]).double() / side ** 2
+    mean, p_small = _analytic_area()
+    # sd of the mean ~ 0.27 / sqrt(40000) = 0.0014; pixel rounding adds < 0.002.
+    assert abs(area.mean().item() - mean) < 0.006
+    # Rejection of large, elongated boxes makes small crops more frequent than 0.22 / 0.92;
+    # sd of the rate ~ 0.0022.
+    assert abs((area < 0.3).double().mean().item() - p_small) < 0.012
+
+
+# --- flip ------------------------------------------------------------------------------------
+
+def test_flip_matches_torchvision_hflip():
+    x = _images(16)
+    p = A._flip_params(16, _gen(), x.device)
+    out = A._flip_apply(x, **p)
+    for i in range(16):
+        ref = TF.horizontal_flip(x[i]) if p["flipped"][i] else x[i]
+        torch.testing.assert_close(out[i], ref, atol=0, rtol=0)
+
+
+def test_flip_rate_is_one_half():
+    rate = A._flip_params(20_000, _gen(), torch.device("cpu"))["flipped"].double().mean().item()
+    assert abs(rate - 0.5) < 0.02  # 5.6 sd
+
+
+# --- color_jitter ------------------------------------------------------------------------------
+
+_TV_COLOR = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
+
+
+@pytest.mark.parametrize("strength", [0.5, 1.0])
+def test_color_jitter_matches_torchvision_in_the_drawn_order(strength):
+    x = _images(24)
+    p = A._color_jitter_params(24, _gen(), x.device, strength=strength)
+    out = A._color_jitter_apply(x, **p)
+    for i in range(24):
+        ref = x[i]
+        if p["applied"][i]:
+            for op in p["order"][i].tolist():
+                value = p["hue"][i] if op == 3 else p["factors"][i, op]
+                ref = _TV_COLOR[op](ref, float(value))
+        torch.testing.assert_close(out[i], ref, atol=TOL, rtol=0)
+
+
+def test_color_jitter_draws_the_paper_ranges_and_rates():
+    n, s = 20_000, 1.0
+    p = A._color_jitter_params(n, _gen(), torch.device("cpu"), strength=s)
+    assert abs(p["applied"].double().mean().item() - 0.8) < 0.02
+    f = p["factors"]
+    assert f.min() >= 1 - 0.8 * s and f.max() <= 1 + 0.8 * s
+    assert (f.mean(dim=0) - 1).abs().max() < 0.02  # uniform, sd of mean 0.0033
+    assert p["hue"].abs().max() <= 0.2 * s and abs(p["hue"].mean().item()) < 0.005
+    # A uniform random order: each operation comes first a quarter of the time, and each row is
+    # a permutation of the four.
+    first = torch.bincount(p["order"][:, 0], minlength=4).double() / n
+    assert (first - 0.25).abs().max() < 0.02
+    assert (p["order"].sort(dim=1).values == torch.arange(4)).all()
+
+
+def test_color_jitter_keeps_values_in_unit_range():
+    out = A.color_jitter(_images(32), _gen(), strength=1.5)
+    assert out.min() >= 0 and out.max() <= 1
+
+
+# --- grayscale ---------------------------------------------------------------------------------
+
+def test_grayscale_matches_torchvision_rgb_to_grayscale():
+    x = _images(16)
+    p = A._grayscale_params(16, _gen(), x.device, p=0.5)
+    out = A._grayscale_apply(x, **p)
+    for i in range(16):
+        ref = TF.rgb_to_grayscale(x[i], num_output_channels=3) if p["grey"][i] else x[i]
+        torch.testing.assert_close(out[i], ref, atol=TOL, rtol=0)
+
+
+def test_grayscale_rate_is_one_fifth():
+    rate = A._grayscale_params(20_000, _gen(), torch.device("cpu"))["grey"].double().mean().item()
+    assert abs(rate - 0.2) < 0.015  # 5.3 sd
+
+
+# --- blur --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("side", [32, 96])
+def test_blur_matches_torchvision_gaussian_blur(side):
+    x = _images(8, side)
+    p = A._blur_params(8, _gen(), x.device)
+    k = A.blur_kernel_size_for(side)
+    out = A._blur_apply(x, **p, kernel_size=k)
+    for i in range(8):
+        ref = TF.gaussian_blur(x[i], [k, k], [float(p["sigma"][i])] * 2) if p["blurred"][i] else x[i]
+        torch.testing.assert_close(out[i], ref, atol=TOL, rtol=0)
+
+
+def test_blur_kernel_is_ten_percent_of_the_side_and_odd():
+    assert [A.blur_kernel_size_for(s) for s in (32, 64, 96, 224)] == [3, 7, 9, 23]
+
+
+def test_blur_rate_and_sigma_distribution():
+    p = A._blur_params(20_000, _gen(), torch.device("cpu"))
+    assert abs(p["blurred"].double().mean().item() - 0.5) < 0.02
+    sigma = p["sigma"]
+    assert sigma.min() >= 0.1 and sigma.max() <= 2.0
+    assert abs(sigma.mean().item() - 1.05) < 0.02  # uniform on (0.1, 2): sd of mean 0.004
+
+
+# --- pipeline ----------------------------------------------------------------------------------
+
+def _uint8(n=8, side=32, seed=2):
+    return torch.randint(0, 256, (n, 3, side, side), dtype=torch.uint8, generator=_gen(seed))
+
+
+def test_pipeline_is_deterministic_given_the_generator():
+    fn = A.build_pipeline(A.PAPER_ORDER, image_size=32)
+    batch = _uint8()
+    torch.testing.assert_close(fn(batch, _gen(7)), fn(batch, _gen(7)), atol=0, rtol=0)
+    assert not torch.equal(fn(batch, _gen(7)), fn(batch, _gen(8)))
+
+
+def test_pipeline_applies_in_paper_order_whatever_the_given_order():
+    batch = _uint8()
+    a = A.build_pipeline(["blur", "crop", "color_jitter"], image_size=24)(batch, _gen(3))
+    b = A.build_pipeline("crop,color_jitter,blur", image_size=24)(batch, _gen(3))
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    g = _gen(3)
+    x = A.crop(batch.float() / 255, g, image_size=24)
+    x = A.color_jitter(x, g)
+    x = A.blur(x, g)
+    torch.testing.assert_close(a, x, atol=0, rtol=0)
+
+
+def test_pipeline_without_augmentations_returns_the_float_batch():
+    batch = _uint8()
+    out = A.build_pipeline([], image_size=32)(batch, _gen())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, batch.float() / 255, atol=0, rtol=0)
+
+
+def test_pipeline_output_is_image_size_in_unit_range_and_leaves_input_alone():
+    batch = _uint8(side=40)
+    before = batch.clone()
+    for names in (A.PAPER_ORDER, ["flip"], ["crop"]):
+        out = A.build_pipeline(names, image_size=32)(batch, _gen())
+        assert out.shape == (8, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(batch, before)
+
+
+def test_pipeline_passes_parameters_by_augmentation_prefix():
+    batch = _uint8()
+    never = A.build_pipeline(["flip", "grayscale"], image_size=32, flip_p=0.0, grayscale_p=0.0)
+    torch.testing.assert_close(never(batch, _gen()), batch.float() / 255, atol=0, rtol=0)
+    always = A.build_pipeline(["flip"], image_size=32, flip_p=1.0)
+    torch.testing.assert_close(always(batch, _gen()), batch.float().flip(-1) / 255, atol=0, rtol=0)
+
+
+def test_pipeline_refuses_unknown_names_and_parameters():
+    with pytest.raises(ValueError, match=r"'cropp'.*crop, flip"):
+        A.build_pipeline(["cropp"], image_size=32)
+    with pytest.raises(ValueError, match=r"'flip_q'.*flip_p"):
+        A.build_pipeline(["flip"], image_size=32, flip_q=0.1)
+
+
+def test_every_registered_augmentation_is_in_paper_order():
+    assert set(A.PAPER_ORDER) == set(A.AUGMENTATIONS)

@@ -1,0 +1,394 @@
+"""Batched image augmentations on the batch's device, and the SimCLR pipeline built from them.
+
+Every augmentation is a pure function ``fn(batch, generator, **params) -> batch`` on a float32
+NCHW batch in [0, 1]. Random parameters are drawn per sample from ``generator``, which must live on
+the batch's device; there is no per-image Python loop and no host-device copy. Each one is split
+into ``_<name>_params(...)`` (draws the per-sample parameters as tensors) and ``_<name>_apply(...)``
+(applies given parameters), so tests can compare the result with torchvision for the same draw.
+
+``build_pipeline(names, image_size=..., **params)`` applies the chosen augmentations in
+``PAPER_ORDER``. Its parameters, all optional and selectable from a study's YAML:
+
+==========================  =======================  ============================================
+parameter                   default                  meaning
+==========================  =======================  ============================================
+color_jitter_strength       1.0                      s: brightness/contrast/saturation 0.8s, hue 0.2s
+crop_scale                  (0.08, 1.0)              area fraction range of the random resized crop
+crop_ratio                  (3/4, 4/3)               aspect ratio range (log-uniform)
+crop_interpolation          "bilinear"               "bilinear" or "bicubic" (antialiased, as v2)
+flip_p                      0.5                      probability of a horizontal flip
+color_jitter_p              0.8                      probability that colour jitter is applied
+grayscale_p                 0.2                      probability of converting to grey
+blur_p                      0.5                      probability of a Gaussian blur
+blur_sigma                  (0.1, 2.0)               sigma range (uniform)
+blur_kernel_size            None                     odd size; None: 10% of the side (SimCLR)
+==========================  =======================  ============================================
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+Pipeline = Callable[[Tensor, torch.Generator], Tensor]
+
+# ITU-R 601-2 luma, the weights torchvision's rgb_to_grayscale uses.
+_LUMA = (0.2989, 0.587, 0.114)
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator, device: torch.device) -> Tensor:
+    return torch.rand(n, generator=generator, device=device) * (high - low) + low
+
+
+def _bernoulli(n: int, p: float, generator: torch.Generator, device: torch.device) -> Tensor:
+    return torch.rand(n, generator=generator, device=device) < p
+
+
+def _per_sample(mask: Tensor) -> Tensor:
+    """A per-sample bool of shape (N,) as (N, 1, 1, 1), to select whole images with torch.where."""
+    return mask.view(-1, 1, 1, 1)
+
+
+def _luma(x: Tensor) -> Tensor:
+    if x.shape[1] == 1:
+        return x
+    r, g, b = x.unbind(dim=1)
+    return (r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2]).unsqueeze(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# crop: random resized crop
+# ---------------------------------------------------------------------------------------------
+
+def _crop_params(n: int, height: int, width: int, generator: torch.Generator, device: torch.device, *,
+                 scale: tuple[float, float] = (0.08, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> dict[str, Tensor]:
+    """Crop boxes (top, left, height, width), int64 of shape (N,), drawn as torchvision's
+    RandomResizedCrop.get_params does: ten tries of area and log-aspect, the first box that fits,
+    else a centre crop with the aspect ratio clamped into ``ratio``."""
+    tries = 10
+    area = height * width
+    target = area * (torch.rand(n, tries, generator=generator, device=device) * (scale[1] - scale[0]) + scale[0])
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(torch.rand(n, tries, generator=generator, device=device) * (log_hi - log_lo) + log_lo)
+    w = torch.sqrt(target * aspect).round().long()
+    h = torch.sqrt(target / aspect).round().long()
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.int().argmax(dim=1, keepdim=True)  # argmax returns the first maximal index
+    w = w.gather(1, first).squeeze(1)
+    h = h.gather(1, first).squeeze(1)
+    any_fit = fits.any(dim=1)
+
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fw, fh = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        fw, fh = int(round(height * max(ratio))), height
+    else:
+        fw, fh = width, height
+    w = torch.where(any_fit, w, fw)
+    h = torch.where(any_fit, h, fh)
+
+    # Uniform integer offsets in [0, side - size]; the fallback is centred.
+    u_top = torch.rand(n, generator=generator, device=device)
+    u_left = torch.rand(n, generator=generator, device=device)
+    top = torch.where(any_fit, (u_top * (height - h + 1)).long().clamp(max=height - h), (height - fh) // 2)
+    left = torch.where(any_fit, (u_left * (width - w + 1)).long().clamp(max=width - w), (width - fw) // 2)
+    return {"top": top, "left": left, "height": h, "width": w}
+
+
+def _bilinear_filter(x: Tensor) -> Tensor:
+    return (1.0 - x.abs()).clamp(min=0.0)
+
+
+def _bicubic_filter(x: Tensor) -> Tensor:
+    # Keys' cubic with a = -0.5, the kernel of antialiased interpolation (PIL, torch antialias=True).
+    a = -0.5
+    x = x.abs()
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    return torch.where(x < 1.0, near, torch.where(x < 2.0, far, torch.zeros_like(x)))
+
+
+_FILTERS: dict[str, tuple[Callable[[Tensor], Tensor], float]] = {
+    "bilinear": (_bilinear_filter, 1.0),
+    "bicubic": (_bicubic_filter, 2.0),
+}
+
+
+def _resample_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int, interpolation: str) -> Tensor:
+    """Per-sample (N, out_size, in_size) weights resampling the window [start, start + length) of an
+    axis to out_size samples, as torch's antialiased interpolate (align_corners=False) does."""
+    filt, support = _FILTERS[interpolation]
+    start = start.to(torch.float32).view(-1, 1, 1)
+    length = length.to(torch.float32).view(-1, 1, 1)
+    scale = length / out_size
+    stretch = scale.clamp(min=1.0)  # downsampling widens the kernel: the antialiasing
+    out = torch.arange(out_size, device=start.device, dtype=torch.float32).view(1, -1, 1)
+    pos = torch.arange(in_size, device=start.device, dtype=torch.float32).view(1, 1, -1) - start
+    center = scale * (out + 0.5)
+    weights = filt((pos + 0.5 - center) / stretch)
+    inside = (pos >= 0) & (pos < length) & ((pos + 0.5 - center).abs() < support * stretch)
+    weights = weights * inside
+    return weights / weights.sum(dim=-1, keepdim=True)
+
+
+def _crop_apply(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor, *,
+                image_size: int, interpolation: str = "bilinear") -> Tensor:
+    """Resample each box to image_size x image_size: two batched matmuls with per-sample weights."""
+    wy = _resample_matrix(top, height, x.shape[-2], image_size, interpolation)
+    wx = _resample_matrix(left, width, x.shape[-1], image_size, interpolation)
+    out = wy.unsqueeze(1) @ x @ wx.unsqueeze(1).transpose(-1, -2)
+    return out.clamp_(0.0, 1.0) if interpolation == "bicubic" else out
+
+
+def crop(x: Tensor, generator: torch.Generator, *, image_size: int,
+         scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
+         interpolation: str = "bilinear") -> Tensor:
+    """Random resized crop to image_size x image_size (torchvision RandomResizedCrop semantics)."""
+    if interpolation not in _FILTERS:
+        raise ValueError(f"crop interpolation must be one of {', '.join(_FILTERS)} (got {interpolation!r})")
+    params = _crop_params(x.shape[0], x.shape[-2], x.shape[-1], generator, x.device, scale=scale, ratio=ratio)
+    return _crop_apply(x, **params, image_size=image_size, interpolation=interpolation)
+
+
+def _resize_full(x: Tensor, image_size: int) -> Tensor:
+    """Deterministic resize of whole images (used when no crop is chosen but sizes differ)."""
+    n, device = x.shape[0], x.device
+    zeros = torch.zeros(n, dtype=torch.long, device=device)
+    h = torch.full((n,), x.shape[-2], dtype=torch.long, device=device)
+    w = torch.full((n,), x.shape[-1], dtype=torch.long, device=device)
+    return _crop_apply(x, zeros, zeros, h, w, image_size=image_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# flip
+# ---------------------------------------------------------------------------------------------
+
+def _flip_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.5) -> dict[str, Tensor]:
+    return {"flipped": _bernoulli(n, p, generator, device)}
+
+
+def _flip_apply(x: Tensor, flipped: Tensor) -> Tensor:
+    return torch.where(_per_sample(flipped), x.flip(-1), x)
+
+
+def flip(x: Tensor, generator: torch.Generator, *, p: float = 0.5) -> Tensor:
+    """Horizontal flip of each image with probability p."""
+    return _flip_apply(x, **_flip_params(x.shape[0], generator, x.device, p=p))
+
+
+# ---------------------------------------------------------------------------------------------
+# color_jitter
+# ---------------------------------------------------------------------------------------------
+
+# Operation indices in the per-sample order; hue is last because it is the one that is not a blend.
+_BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = 0, 1, 2, 3
+
+
+def _color_jitter_params(n: int, generator: torch.Generator, device: torch.device, *,
+                         strength: float = 1.0, p: float = 0.8) -> dict[str, Tensor]:
+    """Per sample: whether jitter applies, the factors of brightness/contrast/saturation (uniform in
+    [max(0, 1 - 0.8s), 1 + 0.8s]), the hue shift (uniform in [-0.2s, 0.2s]) and a random order of
+    the four operations (SimCLR Appendix A, torchvision ColorJitter ranges)."""
+    b = 0.8 * strength
+    h = min(0.2 * strength, 0.5)
+    applied = _bernoulli(n, p, generator, device)
+    factors = torch.stack([_uniform(n, max(0.0, 1.0 - b), 1.0 + b, generator, device) for _ in range(3)], dim=1)
+    hue = _uniform(n, -h, h, generator, device)
+    order = torch.rand(n, 4, generator=generator, device=device).argsort(dim=1)
+    return {"applied": applied, "factors": factors, "hue": hue, "order": order}
+
+
+def _rgb_to_hsv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    maxc, _ = x.max(dim=1)
+    minc, _ = x.min(dim=1)
+    r, g, b = x.unbind(dim=1)
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    hr = ((g - b) / safe) % 6.0
+    hg = (b - r) / safe + 2.0
+    hb = (r - g) / safe + 4.0
+    h = torch.where(maxc == r, hr, torch.where(maxc == g, hg, hb))
+    h = torch.where(delta > 0, h / 6.0, torch.zeros_like(h))
+    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+    return h, s, maxc
+
+
+def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+    # Closed form: channel c = v - v s clamp(min(k, 4 - k), 0, 1), k = (n + 6h) mod 6, n = 5, 3, 1.
+    n = torch.tensor([5.0, 3.0, 1.0], device=h.device).view(1, 3, 1, 1)
+    k = (n + 6.0 * h.unsqueeze(1)) % 6.0
+    ramp = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+    return v.unsqueeze(1) * (1.0 - s.unsqueeze(1) * ramp)
+
+
+def _adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
+    """Rotate the hue of each image by shift (N,) turns, through HSV as torchvision does."""
+    if x.shape[1] != 3:
+        return x
+    h, s, v = _rgb_to_hsv(x)
+    return _hsv_to_rgb((h + shift.view(-1, 1, 1)) % 1.0, s, v)
+
+
+def _blend_toward(x: Tensor, op: Tensor, factor: Tensor) -> Tensor:
+    """One of brightness/contrast/saturation per sample, all three being clamp(f x + (1 - f) ref)
+    with ref = 0, the image's mean luma, or the pixel's luma respectively."""
+    gray = _luma(x)
+    mean_gray = gray.mean(dim=(1, 2, 3), keepdim=True)
+    op = op.view(-1, 1, 1, 1)
+    ref = torch.where(op == _BRIGHTNESS, torch.zeros_like(gray), torch.where(op == _CONTRAST, mean_gray, gray))
+    if x.shape[1] != 3:
+        # Saturation leaves a single-channel image unchanged, as torchvision does.
+        factor = torch.where(op.view(-1) == _SATURATION, torch.ones_like(factor), factor)
+    f = factor.view(-1, 1, 1, 1)
+    return (f * x + (1.0 - f) * ref).clamp_(0.0, 1.0)
+
+
+def _color_jitter_apply(x: Tensor, applied: Tensor, factors: Tensor, hue: Tensor, order: Tensor) -> Tensor:
+    out = x
+    hue_shift = torch.where(applied, hue, torch.zeros_like(hue))
+    for position in range(4):
+        op = order[:, position]
+        blend_factor = factors.gather(1, op.clamp(max=_SATURATION).unsqueeze(1)).squeeze(1)
+        blended = _blend_toward(out, op, blend_factor)
+        rotated = _adjust_hue(out, hue_shift)
+        out = torch.where(_per_sample(op == _HUE), rotated, blended)
+    return torch.where(_per_sample(applied), out, x)
+
+
+def color_jitter(x: Tensor, generator: torch.Generator, *, strength: float = 1.0, p: float = 0.8) -> Tensor:
+    """SimCLR colour distortion: brightness, contrast, saturation, hue in a random order per sample,
+    applied to each image with probability p."""
+    return _color_jitter_apply(x, **_color_jitter_params(x.shape[0], generator, x.device, strength=strength, p=p))
+
+
+# ---------------------------------------------------------------------------------------------
+# grayscale
+# ---------------------------------------------------------------------------------------------
+
+def _grayscale_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.2) -> dict[str, Tensor]:
+    return {"grey": _bernoulli(n, p, generator, device)}
+
+
+def _grayscale_apply(x: Tensor, grey: Tensor) -> Tensor:
+    return torch.where(_per_sample(grey), _luma(x).expand_as(x), x)
+
+
+def grayscale(x: Tensor, generator: torch.Generator, *, p: float = 0.2) -> Tensor:
+    """Replace each image by its luma in every channel with probability p."""
+    return _grayscale_apply(x, **_grayscale_params(x.shape[0], generator, x.device, p=p))
+
+
+# ---------------------------------------------------------------------------------------------
+# blur
+# ---------------------------------------------------------------------------------------------
+
+def blur_kernel_size_for(side: int) -> int:
+    """SimCLR's kernel: 10% of the image side, made odd (32 -> 3, 96 -> 9, 224 -> 23)."""
+    return (side // 10) // 2 * 2 + 1
+
+
+def _blur_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.5,
+                 sigma: tuple[float, float] = (0.1, 2.0)) -> dict[str, Tensor]:
+    return {"blurred": _bernoulli(n, p, generator, device), "sigma": _uniform(n, sigma[0], sigma[1], generator, device)}
+
+
+def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int) -> Tensor:
+    """Separable Gaussian blur with a per-sample sigma: grouped convolutions, one group per channel
+    of each image, reflect padding (torchvision gaussian_blur)."""
+    if kernel_size <= 1:
+        return x
+    n, c, h, w = x.shape
+    half = (kernel_size - 1) / 2
+    taps = torch.linspace(-half, half, kernel_size, device=x.device)
+    kernel = torch.softmax(-0.5 * (taps.view(1, -1) / sigma.view(-1, 1)) ** 2, dim=1)  # (N, k), sums to 1
+    kernel = kernel.repeat_interleave(c, dim=0)  # (N*C, k)
+    pad = kernel_size // 2
+    flat = F.pad(x.reshape(1, n * c, h, w), (pad, pad, pad, pad), mode="reflect")
+    flat = F.conv2d(flat, kernel.view(n * c, 1, 1, kernel_size), groups=n * c)
+    flat = F.conv2d(flat, kernel.view(n * c, 1, kernel_size, 1), groups=n * c)
+    return torch.where(_per_sample(blurred), flat.view(n, c, h, w), x)
+
+
+def blur(x: Tensor, generator: torch.Generator, *, p: float = 0.5, sigma: tuple[float, float] = (0.1, 2.0),
+         kernel_size: int | None = None) -> Tensor:
+    """Gaussian blur with sigma uniform in ``sigma``, with probability p; kernel 10% of the side."""
+    k = blur_kernel_size_for(min(x.shape[-2:])) if kernel_size is None else kernel_size
+    if k % 2 == 0 or k < 1:
+        raise ValueError(f"blur kernel_size must be a positive odd integer (got {k})")
+    return _blur_apply(x, **_blur_params(x.shape[0], generator, x.device, p=p, sigma=sigma), kernel_size=k)
+
+
+# ---------------------------------------------------------------------------------------------
+# registry and pipeline
+# ---------------------------------------------------------------------------------------------
+
+AUGMENTATIONS: dict[str, Callable[..., Tensor]] = {
+    "crop": crop,
+    "flip": flip,
+    "color_jitter": color_jitter,
+    "grayscale": grayscale,
+    "blur": blur,
+}
+
+# SimCLR's order (Appendix A) first, then the ablation fork's and the TF2 port's extras.
+PAPER_ORDER: tuple[str, ...] = ("crop", "flip", "color_jitter", "grayscale", "blur")
+
+
+def _pipeline_params(params: dict[str, object]) -> dict[str, dict[str, object]]:
+    """Split ``<augmentation>_<parameter>`` keys by augmentation, refusing unknown ones."""
+    by_name: dict[str, dict[str, object]] = {name: {} for name in AUGMENTATIONS}
+    # Longest names first so that "color_jitter_p" is not read as an augmentation "color".
+    names = sorted(AUGMENTATIONS, key=len, reverse=True)
+    for key, value in params.items():
+        for name in names:
+            field = key[len(name) + 1:]
+            if key.startswith(name + "_") and field in _tunable(name):
+                by_name[name][field] = value
+                break
+        else:
+            valid = sorted(f"{name}_{field}" for name in AUGMENTATIONS for field in _tunable(name))
+            raise ValueError(f"unknown augmentation parameter {key!r}; valid: {', '.join(valid)}")
+    return by_name
+
+
+def _tunable(name: str) -> list[str]:
+    """The keyword parameters of an augmentation a study may set (image_size is the pipeline's)."""
+    sig = inspect.signature(AUGMENTATIONS[name])
+    return [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.name != "image_size"]
+
+
+def build_pipeline(names, *, image_size: int, color_jitter_strength: float = 1.0, **params) -> Pipeline:
+    """Build ``fn(batch, generator) -> float32 NCHW in [0, 1]`` applying the chosen augmentations
+    in PAPER_ORDER to a uint8 (or float in [0, 1]) NCHW batch, with per-sample randomness drawn
+    from ``generator`` (on the batch's device). The output is always image_size x image_size.
+
+    ``names``: an iterable of augmentation names (order does not matter) or a comma-joined string.
+    ``params``: ``<augmentation>_<parameter>`` values, listed in this module's docstring.
+    """
+    if isinstance(names, str):
+        names = [n for n in (part.strip() for part in names.split(",")) if n]
+    chosen = set(names)
+    unknown = sorted(chosen - set(AUGMENTATIONS))
+    if unknown:
+        raise ValueError(f"unknown augmentation {', '.join(map(repr, unknown))}; "
+                         f"valid: {', '.join(PAPER_ORDER)}")
+    by_name = _pipeline_params(dict(params, color_jitter_strength=color_jitter_strength))
+    by_name["crop"]["image_size"] = image_size
+    steps = [(AUGMENTATIONS[name], by_name[name]) for name in PAPER_ORDER if name in chosen]
+    crops = "crop" in chosen
+
+    def pipeline(batch: Tensor, generator: torch.Generator) -> Tensor:
+        x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+        if not crops and x.shape[-2:] != (image_size, image_size):
+            x = _resize_full(x, image_size)
+        for fn, kwargs in steps:
+            x = fn(x, generator, **kwargs)
+        return x
+
+    return pipeline

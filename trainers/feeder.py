@@ -1,0 +1,97 @@
+"""Feed uint8 image batches to a device with no DataLoader and no per-image Python.
+
+The data set is held once per process as one uint8 tensor: on the device when it fits in its free
+memory, otherwise in pinned host memory from which each batch is gathered and copied
+asynchronously. Each epoch is a permutation drawn from the caller's generator.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Iterator
+
+import torch
+
+Tensor = torch.Tensor
+
+# Fraction of the device's free memory a data set may take; the rest is the model's.
+_DEVICE_FRACTION = 0.4
+
+# One device copy per (source tensor, device) in this process, freed with the source.
+_RESIDENT: "weakref.WeakKeyDictionary[Tensor, dict[str, Tensor]]" = weakref.WeakKeyDictionary()
+
+
+def _fits_on(device: torch.device, nbytes: int) -> bool:
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return nbytes <= _DEVICE_FRACTION * free
+    return True
+
+
+def _resident_copy(images: Tensor, device: torch.device) -> Tensor:
+    copies = _RESIDENT.setdefault(images, {})
+    key = str(device)
+    if key not in copies:
+        copies[key] = images.to(device).contiguous()
+    return copies[key]
+
+
+class DeviceFeeder:
+    """Uint8 NCHW images ready to be served to ``device`` in shuffled batches.
+
+    ``resident`` tells whether the data set lives on the device (True) or in host memory (False,
+    pinned when ``pin`` and the device is a CUDA device). ``max_device_bytes`` overrides the
+    free-memory rule (0 forces host staging; used by tests and the benchmark).
+    """
+
+    def __init__(self, images: Tensor, device: torch.device | str, *, pin: bool = True,
+                 max_device_bytes: int | None = None) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be a uint8 NCHW tensor (got {images.dtype}, shape {tuple(images.shape)})")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        nbytes = images.numel()
+        fits = _fits_on(self.device, nbytes) if max_device_bytes is None else nbytes <= max_device_bytes
+        self.resident = fits
+        if self.resident:
+            self.images = _resident_copy(images, self.device)
+        else:
+            host = images.cpu().contiguous()
+            self._pin = pin and self.device.type == "cuda"
+            self.images = host.pin_memory() if self._pin and not host.is_pinned() else host
+
+    def __len__(self) -> int:
+        """Number of images."""
+        return self.images.shape[0]
+
+    def steps_per_epoch(self, batch_size: int, drop_last: bool = True) -> int:
+        """Batches that one pass of ``batches(batch_size, ...)`` yields."""
+        n = len(self)
+        return n // batch_size if drop_last else -(-n // batch_size)
+
+    def batches(self, batch_size: int, generator: torch.Generator, drop_last: bool = True) -> Iterator[Tensor]:
+        """One epoch of uint8 batches on the device, in an order drawn from ``generator``.
+
+        The permutation is drawn on the generator's device (use a generator on the feeder's device
+        for a resident data set: no synchronisation at all).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        n = len(self)
+        order = torch.randperm(n, generator=generator, device=generator.device)
+        steps = self.steps_per_epoch(batch_size, drop_last)
+        if self.resident:
+            order = order.to(self.device)
+            for step in range(steps):
+                yield self.images.index_select(0, order[step * batch_size:(step + 1) * batch_size])
+            return
+        order = order.cpu()  # one transfer per epoch when the generator is on the device
+        for step in range(steps):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            staged = torch.empty((idx.numel(), *self.images.shape[1:]), dtype=torch.uint8, pin_memory=self._pin)
+            torch.index_select(self.images, 0, idx, out=staged)
+            # Pinned blocks come from the caching host allocator, which keeps a block until the
+            # copy that reads it has finished, so a fresh buffer per batch is safe asynchronously.
+            yield staged.to(self.device, non_blocking=self._pin)
