@@ -9,20 +9,36 @@ into ``_<name>_params(...)`` (draws the per-sample parameters as tensors) and ``
 ``build_pipeline(names, image_size=..., **params)`` applies the chosen augmentations in
 ``PAPER_ORDER``. Its parameters, all optional and selectable from a study's YAML:
 
-==========================  =======================  ============================================
-parameter                   default                  meaning
-==========================  =======================  ============================================
-color_jitter_strength       1.0                      s: brightness/contrast/saturation 0.8s, hue 0.2s
-crop_scale                  (0.08, 1.0)              area fraction range of the random resized crop
-crop_ratio                  (3/4, 4/3)               aspect ratio range (log-uniform)
-crop_interpolation          "bilinear"               "bilinear" or "bicubic" (antialiased, as v2)
-flip_p                      0.5                      probability of a horizontal flip
-color_jitter_p              0.8                      probability that colour jitter is applied
-grayscale_p                 0.2                      probability of converting to grey
-blur_p                      0.5                      probability of a Gaussian blur
-blur_sigma                  (0.1, 2.0)               sigma range (uniform)
-blur_kernel_size            None                     odd size; None: 10% of the side (SimCLR)
-==========================  =======================  ============================================
+=========================  ===========  =================================================
+parameter                  default      meaning
+=========================  ===========  =================================================
+color_jitter_strength      1.0          s: brightness/contrast/saturation 0.8s, hue 0.2s
+color_jitter_p             0.8          probability that colour jitter is applied
+crop_scale                 (0.08, 1.0)  area fraction range of the random resized crop
+crop_ratio                 (3/4, 4/3)   aspect ratio range (log-uniform)
+crop_interpolation         "bilinear"   "bilinear" or "bicubic" (antialiased, as v2's)
+flip_p                     0.5          probability of a horizontal flip
+grayscale_p                0.2          probability of converting to grey
+blur_p                     0.5          probability of a Gaussian blur
+blur_sigma                 (0.1, 2.0)   sigma range (uniform)
+blur_kernel_size           None         odd size; None: 10% of the side (SimCLR)
+rotate_p                   0.5          probability of a rotation
+rotate_degrees             30.0         angle uniform in [-degrees, degrees]
+brightness_p               0.8          probability of an additive brightness change
+brightness_max_delta       0.4          delta uniform in [-max_delta, max_delta]
+invert_p                   0.5          probability of the negative 1 - x
+solarize_p                 0.2          probability of solarizing
+solarize_threshold         0.5          pixels >= threshold are inverted
+gaussian_noise_p           0.5          probability of adding Gaussian noise
+gaussian_noise_std         0.1          its standard deviation
+salt_and_pepper_p          0.5          probability of salt-and-pepper noise
+salt_and_pepper_amount     0.05         fraction of pixels hit (half white, half black)
+cutout_p                   0.5          probability of a cutout
+cutout_size                0.5          side of the black square / shorter image side
+=========================  ===========  =================================================
+
+``standardize`` (per image: zero mean, unit variance) has no parameter. ``AUGMENTATION_PARAMS``
+holds the same table as a dict, for validating a configuration.
 """
 from __future__ import annotations
 
@@ -325,6 +341,168 @@ def blur(x: Tensor, generator: torch.Generator, *, p: float = 0.5, sigma: tuple[
 
 
 # ---------------------------------------------------------------------------------------------
+# rotate (TF2 port)
+# ---------------------------------------------------------------------------------------------
+
+def _rotate_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.5,
+                   degrees: float = 30.0) -> dict[str, Tensor]:
+    return {"rotated": _bernoulli(n, p, generator, device), "angle": _uniform(n, -degrees, degrees, generator, device)}
+
+
+def _rotate_apply(x: Tensor, rotated: Tensor, angle: Tensor) -> Tensor:
+    """Rotate each image counter-clockwise by angle (degrees) about its centre, bilinear, zeros
+    outside (torchvision rotate with fill=None)."""
+    n, _, h, w = x.shape
+    theta = torch.deg2rad(torch.where(rotated, angle, torch.zeros_like(angle))).view(-1, 1, 1)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    # Pixel-centred output coordinates, rotated back into the source, normalised per axis.
+    xs = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, -1) - (w - 1) / 2
+    ys = torch.arange(h, device=x.device, dtype=x.dtype).view(1, -1, 1) - (h - 1) / 2
+    grid = torch.stack(((cos * xs - sin * ys) / (w / 2), (sin * xs + cos * ys) / (h / 2)), dim=-1)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return torch.where(_per_sample(rotated), out, x)
+
+
+def rotate(x: Tensor, generator: torch.Generator, *, p: float = 0.5, degrees: float = 30.0) -> Tensor:
+    """Rotate by an angle uniform in [-degrees, degrees] with probability p; corners become black."""
+    return _rotate_apply(x, **_rotate_params(x.shape[0], generator, x.device, p=p, degrees=degrees))
+
+
+# ---------------------------------------------------------------------------------------------
+# brightness (ablation fork: tf.image.random_brightness, additive)
+# ---------------------------------------------------------------------------------------------
+
+def _brightness_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.8,
+                       max_delta: float = 0.4) -> dict[str, Tensor]:
+    applied = _bernoulli(n, p, generator, device)
+    delta = _uniform(n, -max_delta, max_delta, generator, device)
+    return {"delta": torch.where(applied, delta, torch.zeros_like(delta))}
+
+
+def _brightness_apply(x: Tensor, delta: Tensor) -> Tensor:
+    return (x + delta.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+
+
+def brightness(x: Tensor, generator: torch.Generator, *, p: float = 0.8, max_delta: float = 0.4) -> Tensor:
+    """Add a delta uniform in [-max_delta, max_delta] to every pixel with probability p, then clip."""
+    return _brightness_apply(x, **_brightness_params(x.shape[0], generator, x.device, p=p, max_delta=max_delta))
+
+
+# ---------------------------------------------------------------------------------------------
+# invert and solarize
+# ---------------------------------------------------------------------------------------------
+
+def _invert_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.5) -> dict[str, Tensor]:
+    return {"inverted": _bernoulli(n, p, generator, device)}
+
+
+def _invert_apply(x: Tensor, inverted: Tensor) -> Tensor:
+    return torch.where(_per_sample(inverted), 1.0 - x, x)
+
+
+def invert(x: Tensor, generator: torch.Generator, *, p: float = 0.5) -> Tensor:
+    """Photographic negative (1 - x) of each image with probability p."""
+    return _invert_apply(x, **_invert_params(x.shape[0], generator, x.device, p=p))
+
+
+def _solarize_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.2) -> dict[str, Tensor]:
+    return {"solarized": _bernoulli(n, p, generator, device)}
+
+
+def _solarize_apply(x: Tensor, solarized: Tensor, *, threshold: float = 0.5) -> Tensor:
+    return torch.where(_per_sample(solarized) & (x >= threshold), 1.0 - x, x)
+
+
+def solarize(x: Tensor, generator: torch.Generator, *, p: float = 0.2, threshold: float = 0.5) -> Tensor:
+    """Invert the pixels at or above threshold, with probability p per image (BYOL's p = 0.2)."""
+    return _solarize_apply(x, **_solarize_params(x.shape[0], generator, x.device, p=p), threshold=threshold)
+
+
+# ---------------------------------------------------------------------------------------------
+# noise: gaussian_noise (TF2 port), salt_and_pepper (ablation fork)
+# ---------------------------------------------------------------------------------------------
+
+def _gaussian_noise_params(shape: torch.Size, generator: torch.Generator, device: torch.device, *,
+                           p: float = 0.5) -> dict[str, Tensor]:
+    return {"noisy": _bernoulli(shape[0], p, generator, device),
+            "noise": torch.randn(shape, generator=generator, device=device)}
+
+
+def _gaussian_noise_apply(x: Tensor, noisy: Tensor, noise: Tensor, *, std: float = 0.1) -> Tensor:
+    return torch.where(_per_sample(noisy), (x + std * noise).clamp_(0.0, 1.0), x)
+
+
+def gaussian_noise(x: Tensor, generator: torch.Generator, *, p: float = 0.5, std: float = 0.1) -> Tensor:
+    """Add N(0, std^2) noise to every value with probability p per image, then clip."""
+    return _gaussian_noise_apply(x, **_gaussian_noise_params(x.shape, generator, x.device, p=p), std=std)
+
+
+def _salt_and_pepper_params(shape: torch.Size, generator: torch.Generator, device: torch.device, *,
+                            p: float = 0.5) -> dict[str, Tensor]:
+    n, _, h, w = shape
+    return {"noisy": _bernoulli(n, p, generator, device),
+            "u": torch.rand(n, 1, h, w, generator=generator, device=device)}
+
+
+def _salt_and_pepper_apply(x: Tensor, noisy: Tensor, u: Tensor, *, amount: float = 0.05) -> Tensor:
+    """Pixels (all channels) with u < amount/2 turn white, with u >= 1 - amount/2 black."""
+    hit = _per_sample(noisy)
+    salt = hit & (u < amount / 2)
+    pepper = hit & (u >= 1.0 - amount / 2)
+    return torch.where(salt, torch.ones_like(x), torch.where(pepper, torch.zeros_like(x), x))
+
+
+def salt_and_pepper(x: Tensor, generator: torch.Generator, *, p: float = 0.5, amount: float = 0.05) -> Tensor:
+    """With probability p per image, set a fraction ``amount`` of its pixels to white or black
+    (half each)."""
+    return _salt_and_pepper_apply(x, **_salt_and_pepper_params(x.shape, generator, x.device, p=p), amount=amount)
+
+
+# ---------------------------------------------------------------------------------------------
+# cutout (TF2 port; DeVries & Taylor 2017)
+# ---------------------------------------------------------------------------------------------
+
+def _cutout_params(n: int, height: int, width: int, generator: torch.Generator, device: torch.device, *,
+                   p: float = 0.5) -> dict[str, Tensor]:
+    """Whether each image is cut, and the square's centre, uniform over the pixels."""
+    return {"cut": _bernoulli(n, p, generator, device),
+            "cy": (torch.rand(n, generator=generator, device=device) * height).long().clamp(max=height - 1),
+            "cx": (torch.rand(n, generator=generator, device=device) * width).long().clamp(max=width - 1)}
+
+
+def _cutout_apply(x: Tensor, cut: Tensor, cy: Tensor, cx: Tensor, *, size: float = 0.5) -> Tensor:
+    """Zero a square of side ``size`` x the shorter side centred at (cy, cx), clipped at the border."""
+    h, w = x.shape[-2:]
+    side = max(1, int(size * min(h, w)))
+    top = (cy - side // 2).view(-1, 1, 1)
+    left = (cx - side // 2).view(-1, 1, 1)
+    rows = torch.arange(h, device=x.device).view(1, -1, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, -1)
+    hole = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+    hole = hole.unsqueeze(1) & _per_sample(cut)
+    return x.masked_fill(hole, 0.0)
+
+
+def cutout(x: Tensor, generator: torch.Generator, *, p: float = 0.5, size: float = 0.5) -> Tensor:
+    """With probability p per image, black out a square of side size x the shorter side."""
+    params = _cutout_params(x.shape[0], x.shape[-2], x.shape[-1], generator, x.device, p=p)
+    return _cutout_apply(x, **params, size=size)
+
+
+# ---------------------------------------------------------------------------------------------
+# standardize (ablation fork: tf.image.per_image_standardization)
+# ---------------------------------------------------------------------------------------------
+
+def standardize(x: Tensor, generator: torch.Generator) -> Tensor:
+    """(x - mean) / max(std, 1 / sqrt(numel)) over each whole image; draws nothing from generator.
+    The result is no longer in [0, 1], which is why it comes last in PAPER_ORDER."""
+    numel = x[0].numel()
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = x.std(dim=(1, 2, 3), keepdim=True, correction=0)
+    return (x - mean) / std.clamp(min=1.0 / math.sqrt(numel))
+
+
+# ---------------------------------------------------------------------------------------------
 # registry and pipeline
 # ---------------------------------------------------------------------------------------------
 
@@ -334,10 +512,34 @@ AUGMENTATIONS: dict[str, Callable[..., Tensor]] = {
     "color_jitter": color_jitter,
     "grayscale": grayscale,
     "blur": blur,
+    "rotate": rotate,
+    "brightness": brightness,
+    "invert": invert,
+    "solarize": solarize,
+    "gaussian_noise": gaussian_noise,
+    "salt_and_pepper": salt_and_pepper,
+    "cutout": cutout,
+    "standardize": standardize,
 }
 
-# SimCLR's order (Appendix A) first, then the ablation fork's and the TF2 port's extras.
-PAPER_ORDER: tuple[str, ...] = ("crop", "flip", "color_jitter", "grayscale", "blur")
+# The paper's augmentations (SimCLR Appendix A), the default of a study.
+SIMCLR_AUGMENTATIONS: tuple[str, ...] = ("crop", "flip", "color_jitter", "grayscale", "blur")
+
+# The order a pipeline applies them in: SimCLR's first, then the ablation fork's and the TF2
+# port's extras; standardize last because it leaves [0, 1].
+PAPER_ORDER: tuple[str, ...] = SIMCLR_AUGMENTATIONS + (
+    "rotate", "brightness", "invert", "solarize", "gaussian_noise", "salt_and_pepper", "cutout", "standardize")
+
+
+def _tunable(name: str) -> dict[str, object]:
+    """The keyword parameters (and defaults) of an augmentation that a study may set."""
+    sig = inspect.signature(AUGMENTATIONS[name])
+    return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.name != "image_size"}
+
+
+# "<augmentation>_<parameter>" -> default, every parameter build_pipeline accepts.
+AUGMENTATION_PARAMS: dict[str, object] = {
+    f"{name}_{field}": default for name in PAPER_ORDER for field, default in _tunable(name).items()}
 
 
 def _pipeline_params(params: dict[str, object]) -> dict[str, dict[str, object]]:
@@ -352,19 +554,12 @@ def _pipeline_params(params: dict[str, object]) -> dict[str, dict[str, object]]:
                 by_name[name][field] = value
                 break
         else:
-            valid = sorted(f"{name}_{field}" for name in AUGMENTATIONS for field in _tunable(name))
-            raise ValueError(f"unknown augmentation parameter {key!r}; valid: {', '.join(valid)}")
+            raise ValueError(f"unknown augmentation parameter {key!r}; valid: {', '.join(AUGMENTATION_PARAMS)}")
     return by_name
 
 
-def _tunable(name: str) -> list[str]:
-    """The keyword parameters of an augmentation a study may set (image_size is the pipeline's)."""
-    sig = inspect.signature(AUGMENTATIONS[name])
-    return [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.name != "image_size"]
-
-
 def build_pipeline(names, *, image_size: int, color_jitter_strength: float = 1.0, **params) -> Pipeline:
-    """Build ``fn(batch, generator) -> float32 NCHW in [0, 1]`` applying the chosen augmentations
+    """Build ``fn(batch, generator) -> float32 NCHW in [0, 1]`` (standardize excepted) applying the chosen augmentations
     in PAPER_ORDER to a uint8 (or float in [0, 1]) NCHW batch, with per-sample randomness drawn
     from ``generator`` (on the batch's device). The output is always image_size x image_size.
 
