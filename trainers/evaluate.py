@@ -1,11 +1,19 @@
-"""Evaluation on frozen features: batched embedding and the weighted kNN monitor."""
+"""Evaluation on frozen features: batched embedding, the weighted kNN monitor, the PCA baseline.
+
+The linear probes live in `trainers.probes` and are re-exported here, so that every evaluation
+the loop runs can be imported from one module.
+"""
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
 
+from trainers.probes import linear_r2, linear_top1
+
 Tensor = torch.Tensor
+
+__all__ = ["embed", "knn_top1", "linear_r2", "linear_top1", "pca_features"]
 
 
 @torch.no_grad()
@@ -69,3 +77,38 @@ def knn_top1(bank: Tensor, bank_labels: Tensor, query: Tensor, query_labels: Ten
         votes.scatter_add_(1, bank_labels[idx], weights)
         correct += int((votes.argmax(dim=1) == query_labels[start:start + batch_size]).sum())
     return correct / query.shape[0]
+
+
+@torch.no_grad()
+def pca_features(train_images: Tensor, test_images: Tensor, *, dim: int = 128, max_fit_rows: int = 10_000,
+                 seed: int = 0, device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
+    """The raw-pixel baseline: projections of images (scaled to [0, 1], flattened) on the top `dim`
+    principal components of the training images, as float32 [N, dim] on `device`.
+
+    The components are fitted on at most `max_fit_rows` training images (a seeded sample): more
+    rows barely move the top components and the Gram matrix costs rows x pixels^2.
+    """
+    pixels = train_images[0].numel()
+    if not 0 < dim <= pixels:
+        raise ValueError(f"pca_features: dim must be in [1, {pixels}] (got {dim})")
+    n = train_images.shape[0]
+    rows = torch.arange(n)
+    if n > max_fit_rows:
+        rows = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_fit_rows]
+    fit = train_images[rows].to(device).reshape(len(rows), -1).double() / 255
+    mean = fit.mean(dim=0)
+    centred = fit - mean
+    evals, evecs = torch.linalg.eigh(centred.T @ centred)
+    # eigh sorts ascending; the last `dim` columns are the top components, flipped to descending.
+    components = evecs[:, -dim:].flip(1)
+    # A fixed sign per component (largest entry positive) makes the features reproducible.
+    signs = torch.sign(components.gather(0, components.abs().argmax(dim=0, keepdim=True)))
+    components = (components * signs).float()
+    mean = mean.float()
+
+    def project(images: Tensor) -> Tensor:
+        out = [(images[i:i + 4096].to(device).reshape(-1, pixels).float() / 255 - mean) @ components
+               for i in range(0, images.shape[0], 4096)]
+        return torch.cat(out)
+
+    return project(train_images), project(test_images)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from trainers.evaluate import embed, knn_top1
+from trainers.evaluate import embed, knn_top1, pca_features
 
 
 def _knn_reference(bank, bank_labels, query, query_labels, num_classes, k, temperature):
@@ -82,3 +82,31 @@ def test_embed_uses_eval_mode_and_restores_training_mode():
     embed(net, torch.randint(0, 256, (8, 3, 2, 2), dtype=torch.uint8), batch_size=4)
     assert net.training
     torch.testing.assert_close(net[1].running_mean, before)  # eval mode: running stats untouched
+
+
+def test_pca_features_match_scikit_learn_pca_up_to_sign():
+    from sklearn.decomposition import PCA
+
+    gen = torch.Generator().manual_seed(0)
+    # Low-rank images plus noise: the top components are well separated.
+    basis = torch.rand(5, 3 * 6 * 6, generator=gen)
+    coeffs = torch.rand(120, 5, generator=gen) * torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
+    flat = (coeffs @ basis) / 15 * 255 + torch.rand(120, 108, generator=gen) * 10
+    images = flat.clamp(0, 255).round().to(torch.uint8).reshape(120, 3, 6, 6)
+    train, test = images[:100], images[100:]
+    got_train, got_test = pca_features(train, test, dim=4)
+    ref = PCA(n_components=4).fit(train.reshape(100, -1).double().numpy() / 255)
+    want_test = ref.transform(test.reshape(20, -1).double().numpy() / 255)
+    want_train = ref.transform(train.reshape(100, -1).double().numpy() / 255)
+    signs = torch.sign((got_train.double() * torch.from_numpy(want_train)).sum(0))
+    torch.testing.assert_close(got_test.double() * signs, torch.from_numpy(want_test), atol=1e-4, rtol=0)
+    assert got_train.dtype == torch.float32 and got_train.shape == (100, 4)
+
+
+def test_pca_features_fit_on_a_seeded_sample_and_refuse_bad_dim():
+    images = torch.randint(0, 256, (50, 1, 4, 4), dtype=torch.uint8)
+    a = pca_features(images, images[:5], dim=3, max_fit_rows=20, seed=1)
+    b = pca_features(images, images[:5], dim=3, max_fit_rows=20, seed=1)
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match=r"^pca_features: dim must be in \[1, 16\] \(got 17\)$"):
+        pca_features(images, images, dim=17)
