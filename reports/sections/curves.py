@@ -1,0 +1,106 @@
+"""Learning curves: the study's metric (and the loss) against epoch for every trial, coloured by
+status, so that early-stopped and diverged trials stand out."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from reports.page import STATUS_COLOURS, Section, esc, figure_html, style
+from reports.study_data import StudyData
+
+# Above this many points per figure, curves are thinned (every k-th epoch, always the last one).
+MAX_POINTS = 20_000
+_DASH = {"early_stopped": "dot", "diverged": "solid", "failed": "dash", "running": "solid", "completed": "solid"}
+
+
+def curves_section(data: StudyData) -> Section | None:
+    """Metric-vs-epoch (and loss-vs-epoch) per trial; None before any epoch has been recorded."""
+    metrics = [m for m in dict.fromkeys([data.metric, "loss"]) if _has(data.epochs, m)]
+    if not metrics:
+        return None
+    status = data.trials.set_index("trial_id")["status"]
+    frame = data.epochs.assign(status=data.epochs["trial_id"].map(status).fillna("running"))
+    body, note = [], ""
+    for metric in metrics:
+        points = frame[frame[metric].notna()]
+        thinned, step = thin(points, MAX_POINTS)
+        if step > 1:
+            note = (f"{len(points['trial_id'].unique())} trials: curves show every {step}th epoch "
+                    "(and each trial's last) to keep the page light.")
+        body.append(figure_html(_figure(thinned, metric, data)))
+    return Section("curves", "Learning curves", _finding(data), body, note)
+
+
+def thin(points: pd.DataFrame, max_points: int) -> tuple[pd.DataFrame, int]:
+    """Keep every k-th epoch of each trial (and its last) so at most ~max_points remain."""
+    step = max(1, math.ceil(len(points) / max_points))
+    if step == 1:
+        return points, 1
+    rank = points.groupby("trial_id").cumcount()
+    last = ~points["trial_id"].duplicated(keep="last")
+    return points[(rank % step == 0) | last], step
+
+
+def _figure(points: pd.DataFrame, metric: str, data: StudyData) -> go.Figure:
+    fig = go.Figure()
+    for status in ("completed", "running", "early_stopped", "failed", "diverged"):
+        group = points[points["status"] == status]
+        if group.empty:
+            continue
+        x, y, text = _with_gaps(group, metric)
+        fig.add_trace(go.Scatter(
+            x=x, y=y, text=text, mode="lines", name=f"{status.replace('_', ' ')} ({group['trial_id'].nunique()})",
+            line={"color": STATUS_COLOURS[status], "width": 1.2, "dash": _DASH[status]}, opacity=0.75,
+            hovertemplate="%{text}<br>epoch %{x}<br>" + esc(metric) + " %{y:.4g}<extra></extra>"))
+        if status == "diverged":
+            ends = group.groupby("trial_id", sort=False).tail(1)
+            fig.add_trace(go.Scatter(x=ends["epoch"].to_numpy(), y=ends[metric].to_numpy(), mode="markers",
+                                     marker={"symbol": "x", "size": 9, "color": STATUS_COLOURS[status]},
+                                     name="diverged here", text=[esc(t) for t in ends["trial_id"]],
+                                     hovertemplate="%{text} diverged at epoch %{x}<extra></extra>"))
+    if not data.scored.empty:
+        best_id = data.scored.iloc[0]["trial_id"]
+        best = points[points["trial_id"] == best_id]
+        fig.add_trace(go.Scatter(x=best["epoch"].to_numpy(), y=best[metric].to_numpy(), mode="lines",
+                                 name=f"best: {esc(best_id)}", line={"color": "#08306b", "width": 3},
+                                 hovertemplate="best trial<br>epoch %{x}<br>%{y:.4g}<extra></extra>"))
+    return style(fig, height=380, xaxis_title="epoch", yaxis_title=esc(metric))
+
+
+def _with_gaps(group: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All trials of a group as one line trace, NaN between trials (one SVG path, fast to draw)."""
+    ids = group["trial_id"].to_numpy()
+    breaks = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    x = np.insert(group["epoch"].to_numpy(dtype=float), breaks, np.nan)
+    y = np.insert(group[metric].to_numpy(dtype=float), breaks, np.nan)
+    text = np.insert(np.array([esc(t) for t in ids], dtype=object), breaks, "")
+    return x, y, text
+
+
+def _finding(data: StudyData) -> str:
+    trials = data.trials
+    counts = trials["status"].value_counts()
+    parts = [f"{int(counts.get('completed', 0))} of {len(trials)} trials ran to the end"]
+    stopped = trials[trials["status"] == "early_stopped"]
+    if len(stopped):
+        parts.append(f"{len(stopped)} were stopped early (median at epoch {stopped['epochs_run'].median():.0f})")
+    for status in ("diverged", "failed", "running"):
+        if counts.get(status, 0):
+            parts.append(f"{int(counts[status])} {status.replace('_', ' ')}")
+    sentence = "; ".join(parts)
+    if data.scored.empty:
+        return sentence + "."
+    best = data.scored.iloc[0]
+    at = data.epochs[data.epochs["trial_id"] == best["trial_id"]]
+    epoch = ""
+    if _has(at, data.metric):
+        target = at[data.metric].idxmax() if data.maximize else at[data.metric].idxmin()
+        epoch = f" at epoch {int(at.loc[target, 'epoch'])}"
+    return f"{sentence}; the best trial, {best['trial_id']}, reached {data.metric} {data.fmt(best['score'])}{epoch}."
+
+
+def _has(frame: pd.DataFrame, column: str) -> bool:
+    return column in frame and bool(frame[column].notna().any())

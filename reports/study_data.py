@@ -1,0 +1,135 @@
+"""A study as the report sees it: its declaration, its tables and the derived views they share.
+
+A trial's *score* is its best value of the study's metric over its epochs (``best.<metric>``).
+Statistics use *scored* trials: those with a finite score that did not fail.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from reports.schema import AUGMENTATIONS_COLUMN, PARAM_PREFIX, STATUSES
+from reports.stats import mean_ci
+from reports.tables import StudyTables
+
+DEFAULT_METRIC = "knn_top1"
+
+
+@dataclass
+class StudyData:
+    """Everything a report section may read; derived views are computed once, on first use."""
+
+    study_dir: Path
+    declaration: dict[str, Any]
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.declaration.get("name") or self.study_dir.name)
+
+    @property
+    def metric(self) -> str:
+        metric = self.declaration.get("metric")
+        if isinstance(metric, dict) and metric.get("name"):
+            return str(metric["name"])
+        return DEFAULT_METRIC
+
+    @property
+    def maximize(self) -> bool:
+        metric = self.declaration.get("metric")
+        goal = metric.get("goal") if isinstance(metric, dict) else None
+        if goal is None:
+            return self.metric != "loss"
+        return str(goal).lower() in ("maximize", "max")
+
+    @property
+    def method(self) -> str:
+        return str(self.declaration.get("method", "unknown"))
+
+    @cached_property
+    def scored(self) -> pd.DataFrame:
+        """Trials with a finite score that did not fail, best first."""
+        frame = self.trials[np.isfinite(self.trials["score"]) & (self.trials["status"] != "failed")]
+        return frame.sort_values("score", ascending=not self.maximize, kind="stable")
+
+    @cached_property
+    def varying(self) -> list[str]:
+        """``param.*`` columns (augmentations excepted) with more than one value among scored trials."""
+        columns = [c for c in self.trials.columns if c.startswith(PARAM_PREFIX) and c != AUGMENTATIONS_COLUMN]
+        return [c for c in columns if self.scored[c].nunique(dropna=True) > 1]
+
+    @cached_property
+    def augmentations(self) -> list[str]:
+        """Every augmentation named in a varying ``param.augmentations``; [] when it does not vary."""
+        if AUGMENTATIONS_COLUMN not in self.trials or self.scored[AUGMENTATIONS_COLUMN].nunique() < 2:
+            return []
+        names = {a for value in self.scored[AUGMENTATIONS_COLUMN].dropna() for a in split_augmentations(value)}
+        return sorted(names)
+
+    @cached_property
+    def configs(self) -> pd.DataFrame:
+        """One row per config_id over scored trials: n, mean, std, 95% CI, trial ids; best first."""
+        rows = []
+        params = [c for c in self.trials.columns if c.startswith(PARAM_PREFIX)]
+        for config_id, group in self.scored.groupby("config_id", sort=False, dropna=False):
+            ci = mean_ci(group["score"].to_numpy())
+            first = group.iloc[0]
+            rows.append({"config_id": config_id, "n": ci.n, "mean": ci.mean, "std": ci.std,
+                         "ci_lo": ci.lo, "ci_hi": ci.hi,
+                         "trial_ids": list(group["trial_id"]), "statuses": list(group["status"]),
+                         **{p: first[p] for p in params}})
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            return frame
+        return frame.sort_values("mean", ascending=not self.maximize, kind="stable").reset_index(drop=True)
+
+    def label(self, column: str) -> str:
+        """A parameter column's name without its ``param.`` prefix."""
+        return column[len(PARAM_PREFIX):] if column.startswith(PARAM_PREFIX) else column
+
+    def fmt(self, value: float) -> str:
+        """A metric value as the report prints it."""
+        if value is None or not math.isfinite(value):
+            return "n/a"
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def split_augmentations(value: object) -> list[str]:
+    """``"color_jitter,crop"`` -> ``["color_jitter", "crop"]`` ("" or None -> [])."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    return [part for part in str(value).split(",") if part]
+
+
+def load_study(study_dir: Path) -> StudyData:
+    """Read ``study.yaml`` (when present) and the tables of a study directory."""
+    study_dir = Path(study_dir)
+    notes: list[str] = []
+    declaration: dict[str, Any] = {}
+    declaration_path = study_dir / "study.yaml"
+    if declaration_path.exists():
+        loaded = yaml.safe_load(declaration_path.read_text())
+        declaration = loaded if isinstance(loaded, dict) else {}
+    else:
+        notes.append("study.yaml is missing: the study's name, metric and method are guessed.")
+    tables = StudyTables(study_dir)
+    trials = tables.read_trials()
+    epochs = tables.read_epochs()
+    data = StudyData(study_dir, declaration, trials, epochs, notes)
+    score_column = f"best.{data.metric}"
+    if score_column in trials:
+        trials["score"] = pd.to_numeric(trials[score_column], errors="coerce").astype(float)
+    else:
+        trials["score"] = math.nan
+        notes.append(f"The tables have no column {score_column}: no trial has a score.")
+    trials["status"] = trials["status"].where(trials["status"].isin(STATUSES), "running")
+    return data
