@@ -8,18 +8,29 @@ from pathlib import Path
 
 from reports.page import Section, render_page
 from reports.sections.augmentations import effects_section, pairs_section
+from reports.sections.choices import choice_sections, numeric_section, temperature_batch_section
 from reports.sections.curves import curves_section
 from reports.sections.failures import failures_section
 from reports.sections.overview import leaderboard_section, summary_section
+from reports.sections.search import cost_section, history_section, importance_section, parallel_section
 from reports.study_data import StudyData, load_study
 
-# The page's order; each builder returns None when the study did not vary what it shows.
-SECTIONS: tuple[Callable[[StudyData], Section | None], ...] = (
+Builder = Callable[[StudyData], "Section | list[Section] | None"]
+
+# The page's order; a builder returns None (or []) when the study did not vary what it shows.
+SECTIONS: tuple[Builder, ...] = (
     summary_section,
     leaderboard_section,
     curves_section,
     effects_section,
     pairs_section,
+    choice_sections,
+    temperature_batch_section,
+    numeric_section,
+    importance_section,
+    parallel_section,
+    history_section,
+    cost_section,
     failures_section,
 )
 
@@ -30,9 +41,9 @@ def build_report(study_dir: Path) -> Path:
     Works on a finished study, on one still running, and on tables copied elsewhere.
     """
     data = load_study(Path(study_dir))
-    sections = [s for s in (build(data) for build in SECTIONS) if s is not None]
-    subtitle = f"{data.method} study of {data.metric} ({'maximize' if data.maximize else 'minimize'}), " \
-               f"{len(data.trials)} trials"
+    sections = [s for build in SECTIONS for s in _as_list(build(data))]
+    subtitle = (f"{data.method} study of {data.metric} ({'maximize' if data.maximize else 'minimize'}), "
+                f"{len(data.trials)} trials")
     page = render_page(data.name, subtitle, sections, data.notes)
     target = Path(study_dir) / "report" / "index.html"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -43,3 +54,9 @@ def build_report(study_dir: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def _as_list(result: Section | list[Section] | None) -> list[Section]:
+    if result is None:
+        return []
+    return result if isinstance(result, list) else [result]

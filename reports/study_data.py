@@ -20,6 +20,7 @@ from reports.stats import mean_ci
 from reports.tables import StudyTables
 
 DEFAULT_METRIC = "knn_top1"
+MAX_LEVELS = 8
 
 
 @dataclass
@@ -68,12 +69,31 @@ class StudyData:
         return [c for c in columns if self.scored[c].nunique(dropna=True) > 1]
 
     @cached_property
+    def categorical(self) -> list[str]:
+        """Varying parameters compared as categories: text, booleans, integers with few values."""
+        return [c for c in self.varying if is_categorical(self.scored[c])]
+
+    @cached_property
+    def numeric(self) -> list[str]:
+        """Varying parameters on a numeric scale (everything not in ``categorical``)."""
+        return [c for c in self.varying if c not in self.categorical]
+
+    @cached_property
     def augmentations(self) -> list[str]:
         """Every augmentation named in a varying ``param.augmentations``; [] when it does not vary."""
         if AUGMENTATIONS_COLUMN not in self.trials or self.scored[AUGMENTATIONS_COLUMN].nunique() < 2:
             return []
         names = {a for value in self.scored[AUGMENTATIONS_COLUMN].dropna() for a in split_augmentations(value)}
         return sorted(names)
+
+    @cached_property
+    def features(self) -> pd.DataFrame:
+        """Scored trials' varying parameters by label, plus ``+<augmentation>`` yes/no columns."""
+        frame = pd.DataFrame({self.label(c): self.scored[c] for c in self.varying}, index=self.scored.index)
+        for name in self.augmentations:
+            frame[f"+{name}"] = self.scored[AUGMENTATIONS_COLUMN].map(
+                lambda v, n=name: "yes" if n in split_augmentations(v) else "no")
+        return frame
 
     @cached_property
     def configs(self) -> pd.DataFrame:
@@ -101,6 +121,13 @@ class StudyData:
         if value is None or not math.isfinite(value):
             return "n/a"
         return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def is_categorical(column: pd.Series) -> bool:
+    """Text, booleans and integers with at most MAX_LEVELS distinct values are categories."""
+    if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
+        return True
+    return pd.api.types.is_integer_dtype(column) and column.nunique() <= MAX_LEVELS
 
 
 def split_augmentations(value: object) -> list[str]:

@@ -151,7 +151,7 @@ def _effects_finding(data: StudyData, effects: list[Effect]) -> str:
     if not tested:
         return lead + "; too few configurations to test whether any difference is real."
     if real:
-        return (f"{lead}; {len(real)} of {len(tested)} effects are real after Holm's correction "
+        return (f"{lead}; {len(real)} of {len(tested)} effects {'is' if len(real) == 1 else 'are'} real after Holm's correction "
                 f"(p < {ALPHA:g}): {', '.join(real)}.")
     return f"{lead}; no effect is significant after Holm's correction (p < {ALPHA:g})."
 
