@@ -11,9 +11,13 @@ from typing import Callable, Optional
 
 import torch
 
-from trainers import shapes, spirograph
+from trainers import image_files, shapes, spirograph
 
 Tensor = torch.Tensor
+
+# Where torchvision sets live when no root is given (a download lands there too).
+DEFAULT_ROOT = Path.home() / ".cache" / "simclr-sweep" / "datasets"
+DEFAULT_IMAGE_SIZE = 32  # image folders and file lists, when no image_size is declared
 
 
 @dataclass
@@ -85,9 +89,172 @@ def _load_spirograph(*, root: Optional[Path], download: bool, size: Optional[int
                       target_names=list(spirograph.TARGET_NAMES))
 
 
+def resize_images(images: Tensor, image_size: int, chunk: int = 2048) -> Tensor:
+    """uint8 [N, C, H, W] to uint8 [N, C, S, S] (bilinear, antialiased), in chunks to bound memory."""
+    if images.shape[-1] == image_size and images.shape[-2] == image_size:
+        return images
+    out = torch.empty(images.shape[0], images.shape[1], image_size, image_size, dtype=torch.uint8)
+    for start in range(0, images.shape[0], chunk):
+        part = images[start:start + chunk].float()
+        part = torch.nn.functional.interpolate(part, size=(image_size, image_size), mode="bilinear",
+                                               antialias=True, align_corners=False)
+        out[start:start + chunk] = part.round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
+def _subset(n: int, size: Optional[int], seed: int) -> Optional[Tensor]:
+    """Seeded indices of `size` of n rows, or None when the cap does not bite."""
+    if size is None or size >= n:
+        return None
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+
+
+def _cap(images: Tensor, labels: Optional[Tensor], size: Optional[int], seed: int) -> tuple[Tensor, Optional[Tensor]]:
+    idx = _subset(images.shape[0], size, seed)
+    if idx is None:
+        return images, labels
+    return images[idx], None if labels is None else labels[idx]
+
+
+@dataclass(frozen=True)
+class _TorchvisionSet:
+    title: str
+    folder: str
+    classes: int
+
+
+_TORCHVISION = {
+    "cifar10": _TorchvisionSet("CIFAR-10", "cifar-10-batches-py", 10),
+    "cifar100": _TorchvisionSet("CIFAR-100", "cifar-100-python", 100),
+    "stl10": _TorchvisionSet("STL-10", "stl10_binary", 10),
+}
+
+
+def _torchvision_root(name: str, root: Optional[Path], download: bool) -> Path:
+    """The root torchvision reads; a one-line error naming it when the files are not there."""
+    spec = _TORCHVISION[name]
+    root = (root or DEFAULT_ROOT).expanduser().resolve()
+    if not download and not (root / spec.folder).is_dir():
+        raise ValueError(f"dataset {name}: no {spec.title} files under {root} (set download: true, "
+                         f"or point data_root at a folder holding {spec.folder})")
+    if download:
+        root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _torchvision_call(name: str, root: Path, build: Callable[[], object]) -> object:
+    """Run a torchvision constructor, turning its multi-line failures into one line naming the root."""
+    try:
+        return build()
+    except RuntimeError as err:
+        spec = _TORCHVISION[name]
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"dataset {name}: {spec.title} files under {root / spec.folder} are incomplete "
+                         f"or corrupted ({first}); set download: true to fetch them again") from None
+
+
+def _load_cifar(name: str, root: Optional[Path], download: bool, size: Optional[int], seed: int,
+                image_size: Optional[int]) -> DataSplits:
+    # torchvision is imported here, not at module load: generated sets need none of it.
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = CIFAR10 if name == "cifar10" else CIFAR100
+    root = _torchvision_root(name, root, download)
+    splits = {}
+    for train in (True, False):
+        ds = _torchvision_call(name, root, lambda: cls(str(root), train=train, download=download))
+        # HWC -> CHW once, at load: the trainer only ever sees NCHW uint8.
+        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        splits[train] = (images, torch.tensor(ds.targets, dtype=torch.int64), list(ds.classes))
+    train_x, train_y = _cap(*splits[True][:2], size, seed)
+    test_x, test_y, _ = splits[False]
+    if image_size is not None:
+        train_x, test_x = resize_images(train_x, image_size), resize_images(test_x, image_size)
+    return DataSplits(pretrain=train_x, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+                      num_classes=_TORCHVISION[name].classes, task="classification",
+                      target_names=splits[True][2])
+
+
+def _load_cifar10(*, root: Optional[Path], download: bool, size: Optional[int], seed: int,
+                  image_size: Optional[int]) -> DataSplits:
+    """CIFAR-10 through torchvision: 50k train (pre-training and probe), 10k test."""
+    return _load_cifar("cifar10", root, download, size, seed, image_size)
+
+
+def _load_cifar100(*, root: Optional[Path], download: bool, size: Optional[int], seed: int,
+                   image_size: Optional[int]) -> DataSplits:
+    """CIFAR-100 (fine labels) through torchvision: 50k train, 10k test."""
+    return _load_cifar("cifar100", root, download, size, seed, image_size)
+
+
+def _load_stl10(*, root: Optional[Path], download: bool, size: Optional[int], seed: int,
+                image_size: Optional[int]) -> DataSplits:
+    """STL-10 through torchvision: unlabeled + train for pre-training, train for the probe, test
+    for the score; 96x96 unless `image_size` says otherwise. `size` caps the pre-training and the
+    probe's training images."""
+    from torchvision.datasets import STL10
+
+    root = _torchvision_root("stl10", root, download)
+    loaded = {split: _torchvision_call("stl10", root, lambda: STL10(str(root), split=split, download=download))
+              for split in ("train", "unlabeled", "test")}
+    as_tensor = {split: torch.from_numpy(ds.data) for split, ds in loaded.items()}
+    train_x, train_y = _cap(as_tensor["train"], torch.from_numpy(loaded["train"].labels).long(), size, seed)
+    pretrain, _ = _cap(torch.cat([as_tensor["unlabeled"], as_tensor["train"]]), None, size, seed)
+    test_x, test_y = as_tensor["test"], torch.from_numpy(loaded["test"].labels).long()
+    if image_size is not None:
+        pretrain, train_x, test_x = (resize_images(x, image_size) for x in (pretrain, train_x, test_x))
+    return DataSplits(pretrain=pretrain.contiguous(), train_x=train_x.contiguous(), train_y=train_y,
+                      test_x=test_x.contiguous(), test_y=test_y, num_classes=10, task="classification",
+                      target_names=list(loaded["train"].classes))
+
+
+def _from_labelled(name: str, train: image_files.Labelled, test: Optional[image_files.Labelled],
+                   size: Optional[int], seed: int) -> DataSplits:
+    """Splits from decoded files: a seeded stratified hold-out when there is no test part."""
+    if test is None:
+        train_idx, test_idx = image_files.stratified_split(train.labels, image_files.TEST_FRACTION, seed)
+        if len(test_idx) == 0:
+            raise ValueError(f"dataset {name}: too few images to hold out a test split "
+                             "(give each class at least two images, or separate train and test parts)")
+        test = image_files.Labelled(train.images[test_idx], train.labels[test_idx], train.class_names)
+        train = image_files.Labelled(train.images[train_idx], train.labels[train_idx], train.class_names)
+    train_x, train_y = _cap(train.images, train.labels, size, seed)
+    return DataSplits(pretrain=train_x, train_x=train_x, train_y=train_y, test_x=test.images,
+                      test_y=test.labels, num_classes=len(train.class_names), task="classification",
+                      target_names=list(train.class_names))
+
+
+def _files_root(name: str, root: Optional[Path]) -> Path:
+    if root is None:
+        raise ValueError(f"dataset {name}: data_root is not set (point it at the "
+                         f"{'image folder' if name == 'image_folder' else 'path,label list'})")
+    return root.expanduser().resolve()
+
+
+def _load_image_folder(*, root: Optional[Path], download: bool, size: Optional[int], seed: int,
+                       image_size: Optional[int]) -> DataSplits:
+    """A folder with a sub-folder per class (or `train/` and `test/` such trees), resized and cached."""
+    root = _files_root("image_folder", root)
+    train, test = image_files.load_image_folder(root, image_size or DEFAULT_IMAGE_SIZE)
+    return _from_labelled("image_folder", train, test, size, seed)
+
+
+def _load_file_list(*, root: Optional[Path], download: bool, size: Optional[int], seed: int,
+                    image_size: Optional[int]) -> DataSplits:
+    """A `path,label` list (or a folder with train/test lists), resized and cached."""
+    root = _files_root("file_list", root)
+    train, test = image_files.load_file_list(root, image_size or DEFAULT_IMAGE_SIZE)
+    return _from_labelled("file_list", train, test, size, seed)
+
+
 DATASETS: dict[str, Loader] = {
     "shapes": _load_shapes,
     "spirograph": _load_spirograph,
+    "cifar10": _load_cifar10,
+    "cifar100": _load_cifar100,
+    "stl10": _load_stl10,
+    "image_folder": _load_image_folder,
+    "file_list": _load_file_list,
 }
 
 
