@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Two-sided 95% quantiles of Student's t, df = 1..30; beyond, the normal limit is close enough.
+# Two-sided 95% quantiles of Student's t, df = 1..30 (beyond, an expansion is exact enough).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
          2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
          2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
@@ -47,7 +47,10 @@ def t_critical(df: int) -> float:
         raise ValueError(f"df must be >= 1 (got {df})")
     if df <= len(_T975):
         return _T975[df - 1]
-    return 1.960 + 2.4 / df  # within 0.002 of the exact value for df > 30
+    # Cornish-Fisher expansion around the normal quantile; within 1e-4 of exact for df > 30
+    z = 1.959963985
+    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
 
 
 def mean_ci(values: Sequence[float] | np.ndarray) -> MeanCI:

@@ -1,0 +1,139 @@
+"""What the report says, read from its HTML: findings, sections shown only when relevant, escaping."""
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import plotly.offline
+import pytest
+import yaml
+
+from reports.report import build_report
+from reports.sections import curves
+from reports.study_data import load_study
+from reports.tables import StudyTables
+from synthetic_study import XSS, make_study
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    return make_study(tmp_path_factory.mktemp("content") / "ablation", configs=30, seeds=2, epochs=6)
+
+
+@pytest.fixture(scope="module")
+def page(study) -> str:
+    return build_report(study).read_text()
+
+
+def _section_ids(page: str) -> set[str]:
+    return set(re.findall(r'<section id="([^"]+)"', page))
+
+
+def _finding(page: str, section_id: str) -> str:
+    match = re.search(rf'<section id="{section_id}"><h2>.*?</h2><p class="finding">(.*?)</p>', page)
+    assert match, f"no section {section_id}"
+    return html.unescape(match.group(1))
+
+
+def test_plotly_js_is_embedded_once_and_nothing_is_fetched(page):
+    first_line = plotly.offline.get_plotlyjs().splitlines()[1]
+    assert page.count(first_line) == 1
+    assert "<script src" not in page and "<link" not in page and "@import" not in page
+    assert page.count("Plotly.newPlot(") >= 10
+
+
+def test_every_varied_choice_has_its_section_with_a_finding(page):
+    expected = {"summary", "leaderboard", "curves", "augmentations", "pairs", "choice-similarity-hidden_norm",
+                "temperature-batch", "numeric", "importance", "parallel", "history", "cost", "failures"}
+    assert expected <= _section_ids(page)
+    for section_id in expected:
+        assert len(_finding(page, section_id)) > 20
+
+
+def test_sections_for_unvaried_parameters_are_left_out(tmp_path):
+    page = build_report(make_study(tmp_path / "fixed", configs=4, seeds=3, epochs=4, vary=False)).read_text()
+    ids = _section_ids(page)
+    assert {"summary", "leaderboard", "curves"} <= ids
+    assert not ids & {"augmentations", "pairs", "temperature-batch", "numeric", "importance", "parallel"}
+    assert not any(i.startswith("choice-") for i in ids)
+
+
+def test_crop_is_found_to_matter_and_flip_not(page):
+    finding = _finding(page, "augmentations")
+    assert finding.startswith("crop matters most: +")
+    real = finding.split("(p < 0.05): ")[1]
+    assert "crop" in real and "flip" not in real
+
+
+def test_leaderboard_is_best_first_with_seed_statistics(study, page):
+    trials = StudyTables(study).read_trials()
+    scored = trials[(trials["status"] != "failed") & trials["best.knn_top1"].notna()]
+    means = scored.groupby("config_id")["best.knn_top1"].agg(["mean", "std"]).sort_values("mean", ascending=False)
+    top = means.index[0]
+    table = page.split('<section id="leaderboard">')[1].split("</section>")[0]
+    first_row = table.split("<tbody><tr>")[1].split("</tr>")[0]
+    assert f"<td>{top}</td>" in first_row
+    assert f"{means.loc[top, 'mean']:.3f}" in first_row and f"{means.loc[top, 'std']:.3f}" in first_row
+    assert all(t in first_row for t in scored[scored["config_id"] == top]["trial_id"])
+
+
+def test_reproduce_config_is_the_best_trials_config(study, page):
+    block = re.search(r'<pre class="config">(.*?)</pre>', page, re.S).group(1)
+    config = yaml.safe_load(html.unescape(block))
+    trials = StudyTables(study).read_trials()
+    best = trials.loc[trials[trials["status"] != "failed"]["best.knn_top1"].idxmax()]
+    assert config["augmentations"] == best["param.augmentations"].split(",")
+    assert config["temperature"] == pytest.approx(best["param.temperature"])
+    assert config["hidden_norm"] is bool(best["param.hidden_norm"]) and config["seed"] == best["seed"]
+    assert "simclr-sweep train best_config.yaml" in page
+
+
+def test_text_from_the_tables_is_escaped(tmp_path):
+    study = make_study(tmp_path / "xss", configs=3, seeds=1, epochs=3, name="<b>bold</b> & co",
+                       statuses=["completed", "failed", "diverged"])
+    page = build_report(study).read_text()
+    assert XSS not in page and html.escape(XSS) in page
+    assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt; &amp; co" in page
+
+
+def test_huge_studies_get_thinned_curves_with_a_note(tmp_path, monkeypatch):
+    monkeypatch.setattr(curves, "MAX_POINTS", 50)
+    page = build_report(make_study(tmp_path / "big", configs=10, seeds=1, epochs=20)).read_text()
+    assert "curves show every" in page
+
+
+def test_study_without_declaration_or_epochs_still_builds(tmp_path):
+    tables = StudyTables(tmp_path)
+    tables.upsert_trials([{"trial_id": "t1", "config_id": "c1", "seed": 0, "status": "running"}])
+    page = build_report(tmp_path).read_text()
+    assert "study.yaml is missing" in page and "none has reported knn_top1 yet" in page
+
+
+def test_report_is_replaced_atomically_and_leaves_no_temp_files(study):
+    target = build_report(study)
+    build_report(study)
+    assert [p.name for p in target.parent.iterdir()] == ["index.html"]
+
+
+def test_tables_copied_elsewhere_build_the_same_report(study, tmp_path):
+    copy = tmp_path / "laptop"
+    shutil.copytree(study / "tables", copy / "tables")
+    shutil.copy(study / "study.yaml", copy / "study.yaml")
+    ids = _section_ids(build_report(copy).read_text())
+    assert ids == _section_ids(build_report(study).read_text())
+
+
+def test_importance_without_optuna_falls_back_to_own_estimate(study, monkeypatch):
+    from reports.importance import parameter_importance
+
+    data = load_study(study)
+    with_optuna = parameter_importance(data.features, data.scored["score"])
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    fallback = parameter_importance(data.features, data.scored["score"])
+    assert with_optuna.method.startswith("fANOVA") and fallback.method.startswith("share of variance")
+    for result in (with_optuna, fallback):
+        assert next(iter(result.values)) == "+crop"
+        assert sum(result.values.values()) == pytest.approx(1.0)
