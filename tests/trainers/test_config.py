@@ -1,0 +1,93 @@
+"""TrainConfig: every field validated once, one-line errors naming the field and what would be right."""
+
+import dataclasses
+
+import pytest
+
+from trainers import ConfigError, TrainConfig
+
+
+def _error(values: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_dict(values)
+    return str(info.value)
+
+
+def test_defaults_round_trip_through_to_dict():
+    cfg = TrainConfig()
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.to_dict()["augmentations"] == ["crop", "flip", "color_jitter", "grayscale", "blur"]
+
+
+def test_unknown_field_names_the_nearest_valid_one():
+    assert _error({"tempreature": 0.5}) == "tempreature: unknown field; did you mean 'temperature'?"
+
+
+def test_unknown_field_with_no_near_name_lists_the_valid_ones():
+    msg = _error({"zzz": 1})
+    assert msg.startswith("zzz: unknown field; valid fields: dataset, data_root, download,")
+
+
+def test_error_has_field_and_message_attributes():
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_dict({"similarity": "cosin"})
+    err = info.value
+    assert (err.field, err.message) == ("similarity", "must be one of cosine, dot, euclidean, mahalanobis (got 'cosin')")
+    assert isinstance(err, ValueError)
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"epochs": 2.5}, "epochs: must be an integer (got 2.5)"),
+    ({"epochs": True}, "epochs: must be an integer (got True)"),
+    ({"epochs": 0}, "epochs: must be >= 1 (got 0)"),
+    ({"batch_size": "256"}, "batch_size: must be an integer (got '256')"),
+    ({"temperature": 0}, "temperature: must be > 0 (got 0)"),
+    ({"temperature": "hot"}, "temperature: must be a number (got 'hot')"),
+    ({"lr": float("nan")}, "lr: must be finite (got nan)"),
+    ({"momentum": 1.0}, "momentum: must be < 1 (got 1)"),
+    ({"weight_decay": -1e-6}, "weight_decay: must be >= 0 (got -1e-06)"),
+    ({"hidden_norm": "yes"}, "hidden_norm: must be true or false (got 'yes')"),
+    ({"optimizer": "rmsprop"}, "optimizer: must be one of lars, sgd, adam, adamw (got 'rmsprop')"),
+    ({"backbone": "vit"}, "backbone: must be one of convnet, resnet18, resnet34, resnet50 (got 'vit')"),
+    ({"stem": "tiny"}, "stem: must be one of cifar, stl, imagenet (got 'tiny')"),
+    ({"head": "mlp"}, "head: must be one of nonlinear, linear, none (got 'mlp')"),
+    ({"loss": "infonce"}, "loss: must be one of nt_xent, nt_logistic, margin_triplet (got 'infonce')"),
+    ({"lr_scaling": "log"}, "lr_scaling: must be one of linear, sqrt, none (got 'log')"),
+    ({"schedule": "step"}, "schedule: must be one of cosine, constant (got 'step')"),
+    ({"precision": "fp8"}, "precision: must be one of fp32, bf16, fp16 (got 'fp8')"),
+    ({"device": "gpu"}, "device: must be auto, cpu, cuda, cuda:<index> or mps (got 'gpu')"),
+    ({"dataset": "imagenet21k"}, "dataset: must be one of "),
+    ({"warmup_epochs": 9, "epochs": 8}, "warmup_epochs: must be <= epochs (8) (got 9)"),
+    ({"augmentations": "crop,zoom"}, "augmentations: each must be one of crop, flip, color_jitter, "),
+    ({"augmentations": ["crop", "crop"]}, "augmentations: names must not repeat (got crop, crop)"),
+    ({"augmentations": 3}, "augmentations: must be a list of names or a comma-joined string (got 3)"),
+    (["epochs"], "config: must be a mapping of field names to values (got list)"),
+])
+def test_bad_values_are_refused_in_one_line(values, expected):
+    msg = _error(values)
+    assert msg.startswith(expected)
+    assert "\n" not in msg
+
+
+def test_floats_accept_integers_and_integers_refuse_floats():
+    cfg = TrainConfig.from_dict({"lr": 1, "temperature": 1, "warmup_epochs": 0})
+    assert isinstance(cfg.lr, float) and cfg.lr == 1.0
+
+
+def test_augmentations_accept_a_string_or_list_and_are_kept_in_paper_order():
+    a = TrainConfig.from_dict({"augmentations": "blur, crop,flip"})
+    b = TrainConfig.from_dict({"augmentations": ["flip", "blur", "crop"]})
+    assert a.augmentations == b.augmentations == ("crop", "flip", "blur")
+    assert TrainConfig.from_dict({"augmentations": ""}).augmentations == ()
+
+
+def test_direct_construction_and_replace_validate_too():
+    with pytest.raises(ConfigError, match=r"^knn_k: must be >= 1 \(got 0\)$"):
+        TrainConfig(knn_k=0)
+    with pytest.raises(ConfigError, match=r"^width: must be >= 1 \(got 0\)$"):
+        dataclasses.replace(TrainConfig(), width=0)
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().lr = 0.1

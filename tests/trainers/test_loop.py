@@ -1,0 +1,61 @@
+"""fit: the hook contract, the metric names, determinism, divergence."""
+
+import math
+
+import pytest
+import torch
+
+from trainers import ConfigError, TrainConfig, fit
+
+TINY = dict(dataset="shapes", dataset_size=64, backbone="convnet", projection_dim=16, projection_hidden_dim=32,
+            epochs=2, batch_size=32, lr=1e-3, eval_every=1, knn_k=5, augmentations="crop,flip")
+
+
+def _run(**overrides):
+    calls = []
+    summary = fit(TrainConfig.from_dict({**TINY, **overrides}),
+                  on_epoch=lambda epoch, metrics, save: calls.append((epoch, metrics)))
+    return summary, calls
+
+
+def test_hook_sees_each_epoch_with_the_design_metric_names():
+    summary, calls = _run()
+    assert [epoch for epoch, _ in calls] == [1, 2]
+    for epoch, metrics in calls:
+        assert set(metrics) == {"epoch", "loss", "knn_top1", "lr", "images_per_s", "epoch_time_s", "gpu_mem_gb"}
+        assert all(isinstance(v, float) for v in metrics.values())
+        assert metrics["epoch"] == epoch
+        assert 0.0 <= metrics["knn_top1"] <= 1.0
+        assert metrics["loss"] > 0 and metrics["images_per_s"] > 0
+    assert summary == {"status": "completed", "epochs_run": 2, "metrics": calls[-1][1]}
+
+
+def test_eval_every_skips_knn_between_evaluations_but_not_at_the_end():
+    _, calls = _run(epochs=3, eval_every=2)
+    assert ["knn_top1" in m for _, m in calls] == [False, True, True]
+
+
+def test_same_seed_same_run_and_another_seed_another():
+    (a, _), (b, _), (c, _) = _run(), _run(), _run(seed=1)
+    assert a["metrics"]["loss"] == b["metrics"]["loss"]
+    assert a["metrics"]["knn_top1"] == b["metrics"]["knn_top1"]
+    assert c["metrics"]["loss"] != a["metrics"]["loss"]
+
+
+def test_absurd_learning_rate_diverges_within_one_epoch():
+    summary, calls = _run(epochs=5, optimizer="sgd", lr=1e30, head="none")
+    assert summary["status"] == "diverged"
+    assert summary["epochs_run"] == 1
+    assert len(calls) == 1 and math.isnan(calls[0][1]["loss"])
+
+
+def test_batch_larger_than_the_data_set_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"^batch_size: must be <= the 64 pre-training images of shapes \(got 128\)$"):
+        fit(TrainConfig.from_dict({**TINY, "batch_size": 128}))
+
+
+def test_unavailable_device_is_a_config_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match=r"^device: cuda is not available on this machine \(use auto or cpu\)$"):
+        fit(TrainConfig.from_dict({**TINY, "device": "cuda"}))

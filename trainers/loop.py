@@ -1,0 +1,191 @@
+"""``fit``: one SimCLR run, top to bottom - data, model, optimiser, schedule, the loop, evaluation.
+
+Epochs count from 1. After each epoch rank 0 calls ``on_epoch(epoch, metrics, save)``; ``save(path)``
+writes the whole state so that ``fit(cfg, resume_from=path)`` continues bit-exactly (on the CPU).
+The order of the data and the augmentations of epoch e come from generators seeded by
+(seed, e, rank), so a resumed epoch draws exactly what the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
+
+from trainers import distributed
+from trainers.augment import build_pipeline
+from trainers.config import ConfigError, TrainConfig
+from trainers.datasets import DataSplits, load_dataset
+from trainers.evaluate import embed, knn_top1
+from trainers.feeder import DeviceFeeder
+from trainers.losses import contrastive_loss
+from trainers.models import SimCLRModel, build_model
+from trainers.optim import LR_SCALINGS, build_optimizer, lr_at, set_lr
+from trainers.state import check_same_run, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+
+EpochHook = Callable[[int, dict[str, float], Callable[[Path], None]], None]
+
+AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
+        resume_from: str | Path | None = None) -> dict[str, Any]:
+    """Train SimCLR as ``cfg`` says; returns ``{"status", "epochs_run", "metrics"}``.
+
+    ``status`` is ``completed``, or ``diverged`` when the loss became NaN/inf (the run stops in that
+    epoch; its hook call has ``loss = nan``). Under an initialised process group the model is wrapped
+    in DDP, ``batch_size`` is the global batch (split evenly over ranks) and only rank 0 calls the hook.
+    """
+    device = resolve_device(cfg.device)
+    rank, world = distributed.rank_and_world()
+    if cfg.batch_size % world:
+        raise ConfigError("batch_size", f"must be divisible by the {world} processes (got {cfg.batch_size})")
+    local_batch = cfg.batch_size // world
+
+    # Data: uint8 on the device, shuffled and augmented there in batches.
+    data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download,
+                        size=cfg.dataset_size or None, seed=cfg.seed)
+    feeder = DeviceFeeder(data.pretrain, device)
+    steps_per_epoch = feeder.steps_per_epoch(cfg.batch_size)
+    if steps_per_epoch == 0:
+        raise ConfigError("batch_size", f"must be <= the {len(feeder)} pre-training images of "
+                                        f"{cfg.dataset} (got {cfg.batch_size})")
+    augment = build_pipeline(cfg.augmentations, image_size=data.image_size,
+                             color_jitter_strength=cfg.color_jitter_strength)
+
+    # Model: f and g; DDP (with global BN if asked) under a process group; compiled if asked.
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    if world > 1 and cfg.global_bn:
+        model = distributed.convert_global_bn(model, device)
+    net = model
+    if world > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    # Optimiser, schedule, loss, precision.
+    peak_lr = LR_SCALINGS[cfg.lr_scaling](cfg.lr, cfg.batch_size)
+    optimizer = build_optimizer(model, name=cfg.optimizer, lr=peak_lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    schedule = partial(lr_at, peak_lr=peak_lr, warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+                       total_steps=cfg.epochs * steps_per_epoch, schedule=cfg.schedule)
+    loss_fn = partial(contrastive_loss, loss=cfg.loss, temperature=cfg.temperature, similarity=cfg.similarity,
+                      hidden_norm=cfg.hidden_norm, margin=cfg.margin, semi_hard=cfg.semi_hard)
+    amp_dtype = AMP_DTYPES[cfg.precision]
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+
+    start_epoch, metrics = 0, {}
+    if resume_from is not None:
+        start_epoch, metrics = _restore(resume_from, cfg, model, optimizer, scaler, device)
+
+    def save(path: Path, epoch: int, metrics: dict[str, float]) -> None:
+        save_checkpoint(path, {"config": cfg.to_dict(), "epoch": epoch, "metrics": dict(metrics),
+                               "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "scaler": scaler.state_dict(), "rng": rng_state(device)})
+
+    status = "completed"
+    epoch = start_epoch
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        order_gen = _generator(cfg.seed, epoch, stream=0, device=device)
+        augment_gen = _generator(cfg.seed, epoch, stream=1 + rank, device=device)
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum, steps, lr = 0.0, 0, 0.0
+        for i, batch in enumerate(feeder.batches(cfg.batch_size, order_gen)):
+            lr = schedule((epoch - 1) * steps_per_epoch + i)
+            set_lr(optimizer, lr)
+            images = batch[rank * local_batch:(rank + 1) * local_batch]
+            x = torch.cat([augment(images, augment_gen), augment(images, augment_gen)])
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                _, z = net(x.contiguous(memory_format=memory_format))
+            loss = loss_fn(*z.chunk(2))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step_loss = _global_mean(loss.detach(), world)
+            steps += 1
+            if not math.isfinite(step_loss):
+                status = "diverged"
+                break
+            loss_sum += step_loss
+        train_time = time.perf_counter() - t0
+
+        metrics = {"epoch": float(epoch), "loss": loss_sum / steps if status == "completed" else math.nan,
+                   "lr": float(lr), "images_per_s": steps * cfg.batch_size / train_time}
+        if rank == 0 and status == "completed" and _evaluates(cfg, epoch):
+            metrics.update(evaluate(model, data, cfg, device))
+        metrics["epoch_time_s"] = time.perf_counter() - t0
+        metrics["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else 0.0
+        if rank == 0 and on_epoch is not None:
+            on_epoch(epoch, dict(metrics), partial(save, epoch=epoch, metrics=metrics))
+        if status != "completed":
+            break
+    return {"status": status, "epochs_run": epoch, "metrics": metrics}
+
+
+def evaluate(model: SimCLRModel, data: DataSplits, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+    """The monitor on the representation h: weighted kNN top-1 of the held-out split (classification)."""
+    if data.task != "classification":
+        return {}
+    amp_dtype = AMP_DTYPES[cfg.precision]
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        bank = embed(model.backbone, data.train_x, device=device)
+        query = embed(model.backbone, data.test_x, device=device)
+    return {"knn_top1": knn_top1(bank, data.train_y, query, data.test_y, num_classes=data.num_classes,
+                                 k=cfg.knn_k, temperature=cfg.knn_temperature)}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: this rank's GPU when there is one, else the CPU; an unavailable device is refused."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device", f"{name} is not available on this machine (use auto or cpu)")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device", f"{name} is not available on this machine (use auto or cpu)")
+    return device
+
+
+def _evaluates(cfg: TrainConfig, epoch: int) -> bool:
+    return epoch == cfg.epochs or (cfg.eval_every > 0 and epoch % cfg.eval_every == 0)
+
+
+def _generator(seed: int, epoch: int, *, stream: int, device: torch.device) -> torch.Generator:
+    # One independent stream per (seed, epoch, purpose/rank): a resumed epoch needs no saved state.
+    return torch.Generator(device=device).manual_seed(((seed * 1_000_003 + epoch) * 1_000_033 + stream) % 2**63)
+
+
+def _global_mean(value: Tensor, world: int) -> float:
+    # All ranks see the same mean loss, so they stop together when it stops being finite.
+    if world > 1:
+        value = value.float().clone()
+        torch.distributed.all_reduce(value)
+        value /= world
+    return float(value)
+
+
+def _restore(path: str | Path, cfg: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             scaler: torch.amp.GradScaler, device: torch.device) -> tuple[int, dict[str, float]]:
+    state = load_checkpoint(path)
+    check_same_run(state["config"], cfg.to_dict(), path)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"], device)
+    return int(state["epoch"]), dict(state["metrics"])
