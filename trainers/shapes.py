@@ -112,23 +112,22 @@ def draw_shapes(labels: Tensor, gen: torch.Generator, image_size: int = IMAGE_SI
     fine = image_size * SUPERSAMPLE
     coords = (torch.arange(fine, dtype=torch.float32) + 0.5) / SUPERSAMPLE
     py, px = torch.meshgrid(coords, coords, indexing="ij")
-    mask = torch.zeros(n, fine, fine)
+    basis = torch.stack([px.flatten(), py.flatten(), torch.ones(fine * fine)])  # [3, pixels]
+    # The inverse pose (translate, rotate, scale; y pointing up) is affine in (px, py), so the
+    # shape-frame coordinates of every pixel come from one matmul per axis.
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    to_u = torch.stack([cos, sin, -(cos * cx + sin * cy)], dim=1)
+    to_v = torch.stack([sin, -cos, -(sin * cx - cos * cy)], dim=1)
+    mask = torch.empty(n, 1, image_size, image_size)
     for cls, shape_fn in enumerate(SHAPES.values()):
         idx = (labels == cls).nonzero(as_tuple=True)[0]
         if idx.numel() == 0:
             continue
-        dx = px[None] - cx[idx, None, None]
-        dy = py[None] - cy[idx, None, None]
-        cos = torch.cos(angle[idx])[:, None, None]
-        sin = torch.sin(angle[idx])[:, None, None]
-        s = scale[idx, None, None]
-        # Inverse rotation into the shape's own frame, y pointing up.
-        u = (cos * dx + sin * dy) / s
-        v = (sin * dx - cos * dy) / s
-        mask[idx] = shape_fn(u, v).float()
-    mask = torch.nn.functional.avg_pool2d(mask[:, None], SUPERSAMPLE)
-    img = bg[:, :, None, None] * (1 - mask) + fg[:, :, None, None] * mask + noise
-    return (img.clamp(0, 1) * 255).round().to(torch.uint8)
+        u = (to_u[idx] @ basis).view(-1, 1, fine, fine)
+        v = (to_v[idx] @ basis).view(-1, 1, fine, fine)
+        mask[idx] = torch.nn.functional.avg_pool2d(shape_fn(u, v).float(), SUPERSAMPLE)
+    img = torch.lerp(bg[:, :, None, None], fg[:, :, None, None], mask).add_(noise)
+    return img.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
 
 
 def generate(n: int, seed: int, stream: int) -> tuple[Tensor, Tensor]:
