@@ -15,7 +15,7 @@ import plotly.offline
 
 STATUS_COLOURS = {
     "completed": "#1f77b4",
-    "early_stopped": "#9e9e9e",
+    "early_stopped": "#8c8c8c",
     "diverged": "#d62728",
     "failed": "#ff7f0e",
     "running": "#2ca02c",
@@ -79,6 +79,12 @@ def status_chip(status: str) -> Safe:
     """A coloured label for a trial status."""
     colour = STATUS_COLOURS.get(status, "#555")
     return Safe(f'<span class="chip" style="background:{colour}">{esc(status.replace("_", " "))}</span>')
+
+
+def status_dot(status: str) -> Safe:
+    """A small coloured dot for a trial status, named in its tooltip."""
+    colour = STATUS_COLOURS.get(status, "#555")
+    return Safe(f'<span class="dot" title="{esc(status)}" style="background:{colour}"></span>')
 
 
 def style(fig: go.Figure, *, height: int = 420, **layout: object) -> go.Figure:
@@ -150,18 +156,20 @@ h3 { margin: 14px 0 6px; font-size: 14px; }
            background: #eef5fb; font-weight: 500; }
 .note { color: var(--muted); font-size: 12.5px; margin: 4px 0 10px; }
 .table-wrap { overflow-x: auto; }
-table { border-collapse: collapse; width: 100%; font-size: 13px; }
-th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
+table { border-collapse: collapse; width: 100%; font-size: 12.5px; }
+th, td { text-align: left; padding: 4px 7px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: #f0f2f6; font-weight: 600; white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:first-child td { font-weight: 600; }
 table.plain tbody tr:first-child td { font-weight: normal; }
 .chip { display: inline-block; color: #fff; border-radius: 10px; padding: 0 8px; font-size: 12px;
         white-space: nowrap; margin: 1px 2px 1px 0; }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 10px; margin: 8px 0; }
+.dot { display: inline-block; width: 9px; height: 9px; border-radius: 50%; margin: 0 6px 0 2px; }
+.trials { white-space: nowrap; font-size: 12px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(140px, 1fr)); gap: 8px; margin: 8px 0; }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; }
 .card .k { color: var(--muted); font-size: 12px; }
-.card .v { font-size: 18px; font-weight: 600; }
+.card .v { font-size: 16px; font-weight: 600; }
 pre { background: #f3f4f7; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px;
       overflow-x: auto; font-size: 12.5px; white-space: pre-wrap; word-break: break-word; }
 details summary { cursor: pointer; color: var(--accent); }

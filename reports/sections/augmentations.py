@@ -110,9 +110,9 @@ def pairs_section(data: StudyData) -> Section | None:
                                colorscale="Greens" if data.maximize else "Greens_r",
                                colorbar={"title": {"text": esc(data.metric)}},
                                hovertemplate="%{y} + %{x}: %{z:.4f}<extra></extra>"))
-    style(fig, height=140 + 70 * len(names), xaxis_title="second transformation",
-          yaxis_title="first transformation", yaxis={"autorange": "reversed"})
-    fig.update_layout(width=None, xaxis={"scaleanchor": "y"})
+    style(fig, height=140 + 70 * len(names), xaxis_title="augmentation", yaxis_title="augmentation",
+          yaxis={"autorange": "reversed", "showgrid": False}, xaxis={"showgrid": False, "scaleanchor": "y", "constrain": "domain"},
+          plot_bgcolor="#f3f4f7")
     note = "Mean score over the seeds of each single augmentation (diagonal) or pair; blank cells were not run."
     return Section("pairs", "Augmentation pairs", _pairs_finding(data, cells), [figure_html(fig)], note)
 
@@ -138,7 +138,9 @@ def _pairs_finding(data: StudyData, cells: dict) -> str:
     if singles:
         alone = pick(singles, key=lambda c: c.mean)
         which = [n for n in key if (n,) in cells and cells[(n,)] is alone][0]
-        sentence += f", {best.mean - alone.mean:+.3f} over {which} alone"
+        gap = best.mean - alone.mean
+        better = gap > 0 if data.maximize else gap < 0
+        sentence += f", {abs(gap):.3f} {'better' if better else 'worse'} than {which} alone"
     return sentence + "."
 
 

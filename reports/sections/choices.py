@@ -160,9 +160,11 @@ def _numeric_finding(data: StudyData) -> str:
     top = scored.head(max(1, math.ceil(len(scored) / 10)))
     facts = []
     for column in data.numeric[:3]:
-        facts.append(f"{data.label(column)} {top[column].min():.3g}-{top[column].max():.3g} "
-                     f"(all trials {scored[column].min():.3g}-{scored[column].max():.3g})")
-    return f"The top {len(top)} trial{'s' if len(top) > 1 else ''} by {data.metric} have " + ", ".join(facts) + "."
+        low, high = top[column].min(), top[column].max()
+        where = f"{low:.3g}" if low == high else f"{low:.3g}-{high:.3g}"
+        facts.append(f"{data.label(column)} {where} (all trials {scored[column].min():.3g}-{scored[column].max():.3g})")
+    who = f"The top {len(top)} trials by {data.metric} have" if len(top) > 1 else f"The best trial by {data.metric} has"
+    return f"{who} " + ", ".join(facts) + "."
 
 
 def _log_scale(column: pd.Series) -> bool:

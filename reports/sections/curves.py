@@ -13,7 +13,7 @@ from reports.study_data import StudyData
 
 # Above this many points per figure, curves are thinned (every k-th epoch, always the last one).
 MAX_POINTS = 20_000
-_DASH = {"early_stopped": "dot", "diverged": "solid", "failed": "dash", "running": "solid", "completed": "solid"}
+_DASH = {"early_stopped": "dash", "diverged": "solid", "failed": "dash", "running": "solid", "completed": "solid"}
 
 
 def curves_section(data: StudyData) -> Section | None:
@@ -53,7 +53,8 @@ def _figure(points: pd.DataFrame, metric: str, data: StudyData) -> go.Figure:
         x, y, text = _with_gaps(group, metric)
         fig.add_trace(go.Scatter(
             x=x, y=y, text=text, mode="lines", name=f"{status.replace('_', ' ')} ({group['trial_id'].nunique()})",
-            line={"color": STATUS_COLOURS[status], "width": 1.2, "dash": _DASH[status]}, opacity=0.75,
+            line={"color": STATUS_COLOURS[status], "width": 1.5 if status != "completed" else 1.2,
+                  "dash": _DASH[status]}, opacity=0.8,
             hovertemplate="%{text}<br>epoch %{x}<br>" + esc(metric) + " %{y:.4g}<extra></extra>"))
         if status == "diverged":
             ends = group.groupby("trial_id", sort=False).tail(1)

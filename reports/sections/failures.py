@@ -20,7 +20,10 @@ def failures_section(data: StudyData) -> Section | None:
     rows = []
     for row in bad.head(MAX_ROWS).to_dict("records"):
         error = row.get("error")
-        error_html = Safe(f"<pre>{esc(error)}</pre>") if isinstance(error, str) and error else ""
+        if isinstance(error, str) and error:
+            error_html = Safe(f"<pre>{esc(error)}</pre>")
+        else:
+            error_html = f"non-finite loss at epoch {_epochs(row.get('epochs_run'))}" if row["status"] == "diverged" else ""
         rows.append([row["trial_id"], status_chip(row["status"]), row["config_id"],
                      *[show(row.get(p)) for p in params], _epochs(row.get("epochs_run")), error_html])
     table = table_html(["trial", "status", "config_id", *[data.label(p) for p in params], "epochs", "error"],

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from reports.page import Safe, Section, esc, is_missing, show, status_chip, table_html
+from reports.page import Safe, Section, esc, is_missing, show, status_chip, status_dot, table_html
 from reports.schema import AUGMENTATIONS_COLUMN, PARAM_PREFIX, STATUSES
 from reports.study_data import StudyData, split_augmentations
 
@@ -46,11 +46,13 @@ def leaderboard_section(data: StudyData) -> Section | None:
                f"mean {data.metric}", "std", "95% CI", "trials"]
     rows = []
     for rank, row in enumerate(shown.to_dict("records"), start=1):
-        trials = Safe(" ".join(f"{esc(t)} {status_chip(s)}" for t, s in zip(row["trial_ids"], row["statuses"])))
+        trials = Safe('<span class="trials">' + "<br>".join(
+            f"{status_dot(s)}{esc(t)}" for t, s in zip(row["trial_ids"], row["statuses"])) + "</span>")
         rows.append([rank, row["config_id"], *[show(row.get(p)) for p in params], row["n"],
                      data.fmt(row["mean"]), data.fmt(row["std"]), _ci(data, row["ci_lo"], row["ci_hi"]), trials])
     note = ("Score = each trial's best " + data.metric + " over its epochs; failed trials are left out. "
-            "The 95% CI is Student's t over the seeds of a configuration.")
+            "The 95% CI is Student's t over the seeds of a configuration; a trial's dot is its status "
+            "(hover for its name).")
     if len(configs) > LEADERBOARD_ROWS:
         note += f" Showing the best {LEADERBOARD_ROWS} of {len(configs)} configurations."
     return Section("leaderboard", "Leaderboard", _leaderboard_finding(data), [table_html(headers, rows)], note)

@@ -69,6 +69,8 @@ def importance_section(data: StudyData) -> Section | None:
     minor = [n for n in names if importance.values[n] < 0.05]
     if minor:
         finding += f"; {len(minor)} of {len(names)} explain under 5% each"
+    if len(data.scored) < 10:
+        finding += f" (from only {len(data.scored)} trials: a rough estimate)"
     return Section("importance", "Parameter importance", finding + ".", [figure_html(fig)],
                    f"Estimated by {importance.method}; +name columns are an augmentation's presence.")
 
@@ -98,7 +100,7 @@ def history_section(data: StudyData) -> Section | None:
 def cost_section(data: StudyData) -> Section | None:
     """Score against GPU-seconds (wall-clock seconds when no GPU was used), Pareto front drawn."""
     scored = data.scored
-    column, unit = ("gpu_s", "GPU-seconds") if (scored["gpu_s"].fillna(0) > 0).any() else ("wall_s", "wall-clock s")
+    column, unit = ("gpu_s", "GPU-seconds") if (scored["gpu_s"].fillna(0) > 0).any() else ("wall_s", "wall-clock seconds")
     scored = scored[np.isfinite(scored[column].to_numpy(dtype=float))]
     if len(scored) < 2:
         return None
@@ -112,7 +114,7 @@ def cost_section(data: StudyData) -> Section | None:
                    line={"color": "#d62728", "shape": "hv"}, marker={"size": 8},
                    text=[esc(t) for t in scored["trial_id"].to_numpy()[front][order]],
                    hovertemplate="%{text}: %{y:.4f} for %{x:.4g}<extra></extra>")])
-    style(fig, height=360, xaxis={"title": {"text": unit}, "type": "log" if _spread(cost) else "linear"},
+    style(fig, height=360, xaxis={"title": {"text": unit}, "type": "log" if _spread(cost, 100) else "linear"},
           yaxis_title=esc(data.metric))
     return Section("cost", f"{data.metric} against {unit}", _cost_finding(data, scored, cost, score, front, unit),
                    [figure_html(fig)])
@@ -184,10 +186,11 @@ def _cost_finding(data: StudyData, scored: pd.DataFrame, cost: np.ndarray, score
     return sentence + "."
 
 
-def _spread(values: np.ndarray | pd.Series) -> bool:
+def _spread(values: np.ndarray | pd.Series, ratio: float = 10) -> bool:
+    """Whether positive values span at least ``ratio`` (then a log scale reads better)."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
-    return len(values) > 0 and values.min() > 0 and values.max() / values.min() >= 10
+    return len(values) > 0 and values.min() > 0 and values.max() / values.min() >= ratio
 
 
 def _width(column: pd.Series) -> float:

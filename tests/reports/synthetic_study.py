@@ -4,6 +4,7 @@ temperature has an optimum near 0.2; bigger batches help a little; cosine beats 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import yaml
 from reports.tables import StudyTables, summarize_metrics
 
 AUGMENTATIONS = ("crop", "flip", "color_jitter", "grayscale", "blur")
+SINGLES_AND_PAIRS = [(a,) for a in AUGMENTATIONS] + list(itertools.combinations(AUGMENTATIONS, 2))
 XSS = "<script>alert(1)</script>"
 START = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.timezone.utc)
 
@@ -78,8 +80,11 @@ def _default_statuses(n: int, rng: np.random.Generator) -> list[str]:
 
 
 def _params(c: int, rng: np.random.Generator) -> dict:
-    size = 1 + c % 3 if c < 15 else int(rng.integers(1, 5))
-    augs = sorted(rng.choice(AUGMENTATIONS, size=size, replace=False).tolist())
+    # every single augmentation and every pair once (the Figure-5 grid), then random subsets
+    if c < len(SINGLES_AND_PAIRS):
+        augs = sorted(SINGLES_AND_PAIRS[c])
+    else:
+        augs = sorted(rng.choice(AUGMENTATIONS, size=int(rng.integers(1, 5)), replace=False).tolist())
     return {"param.augmentations": ",".join(augs),
             "param.temperature": float(np.exp(rng.uniform(math.log(0.05), math.log(1.0)))),
             "param.batch_size": int(rng.choice([128, 256, 512, 1024])),

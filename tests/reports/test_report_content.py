@@ -137,3 +137,13 @@ def test_importance_without_optuna_falls_back_to_own_estimate(study, monkeypatch
     for result in (with_optuna, fallback):
         assert next(iter(result.values)) == "+crop"
         assert sum(result.values.values()) == pytest.approx(1.0)
+
+
+def test_best_pair_is_the_one_the_synthetic_model_rewards(page):
+    assert _finding(page, "pairs").startswith("crop + color_jitter is the best pair: ")
+
+
+def test_early_stopped_and_diverged_curves_are_drawn_differently(page):
+    curves_html = page.split('<section id="curves">')[1].split("</section>")[0]
+    assert re.search(r'"line":\{[^}]*"dash":"dash"[^}]*\}[^{}]*"name":"early stopped \(\d+\)"', curves_html)
+    assert '"name":"diverged here"' in curves_html and '"symbol":"x"' in curves_html
