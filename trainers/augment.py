@@ -70,10 +70,13 @@ def _per_sample(mask: Tensor) -> Tensor:
 
 
 def _luma(x: Tensor) -> Tensor:
-    if x.shape[1] == 1:
+    """(N, 1, H, W) luma of an RGB batch (the batch itself when single-channel)."""
+    n, c, h, w = x.shape
+    if c == 1:
         return x
-    r, g, b = x.unbind(dim=1)
-    return (r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2]).unsqueeze(1)
+    # One batched matmul reads the image once; three scaled adds would read it five times.
+    weights = torch.tensor([_LUMA], dtype=x.dtype, device=x.device)
+    return (weights @ x.reshape(n, c, h * w)).view(n, 1, h, w)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,70 +213,74 @@ def _color_jitter_params(n: int, generator: torch.Generator, device: torch.devic
                          strength: float = 1.0, p: float = 0.8) -> dict[str, Tensor]:
     """Per sample: whether jitter applies, the factors of brightness/contrast/saturation (uniform in
     [max(0, 1 - 0.8s), 1 + 0.8s]), the hue shift (uniform in [-0.2s, 0.2s]) and a random order of
-    the four operations (SimCLR Appendix A, torchvision ColorJitter ranges)."""
+    the four operations (SimCLR Appendix A, torchvision ColorJitter ranges).
+
+    Each sample's order is a uniform random permutation. Across the batch the position of hue is
+    dealt like cards (sample ``hue_deal[j]`` has hue at position j % 4), so the samples that take
+    hue at a given position are a fixed-size slice: hue, the costly operation, is then computed once
+    per image instead of at all four positions, with no data-dependent shapes (no device sync).
+    """
     b = 0.8 * strength
     h = min(0.2 * strength, 0.5)
     applied = _bernoulli(n, p, generator, device)
     factors = torch.stack([_uniform(n, max(0.0, 1.0 - b), 1.0 + b, generator, device) for _ in range(3)], dim=1)
     hue = _uniform(n, -h, h, generator, device)
-    order = torch.rand(n, 4, generator=generator, device=device).argsort(dim=1)
-    return {"applied": applied, "factors": factors, "hue": hue, "order": order}
+    hue_deal = torch.randperm(n, generator=generator, device=device)
+    hue_position = torch.empty(n, dtype=torch.long, device=device).scatter_(
+        0, hue_deal, torch.arange(n, device=device) % 4).view(-1, 1)
+    others = torch.rand(n, 3, generator=generator, device=device).argsort(dim=1)  # blends in random order
+    positions = torch.arange(4, device=device).view(1, 4)
+    slot = (positions - (positions > hue_position).long()).clamp(max=2)
+    order = torch.where(positions == hue_position, _HUE, others.gather(1, slot))
+    return {"applied": applied, "factors": factors, "hue": hue, "order": order, "hue_deal": hue_deal}
 
 
-def _rgb_to_hsv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    maxc, _ = x.max(dim=1)
-    minc, _ = x.min(dim=1)
+def _hue_sixths(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Hue in sixths of a turn (any real: only its value mod 6 matters), max and max - min over
+    the channels, with torchvision's tie rule (red, then green, then blue)."""
     r, g, b = x.unbind(dim=1)
-    delta = maxc - minc
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    hr = ((g - b) / safe) % 6.0
-    hg = (b - r) / safe + 2.0
-    hb = (r - g) / safe + 4.0
-    h = torch.where(maxc == r, hr, torch.where(maxc == g, hg, hb))
-    h = torch.where(delta > 0, h / 6.0, torch.zeros_like(h))
-    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
-    return h, s, maxc
-
-
-def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
-    # Closed form: channel c = v - v s clamp(min(k, 4 - k), 0, 1), k = (n + 6h) mod 6, n = 5, 3, 1.
-    n = torch.tensor([5.0, 3.0, 1.0], device=h.device).view(1, 3, 1, 1)
-    k = (n + 6.0 * h.unsqueeze(1)) % 6.0
-    ramp = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
-    return v.unsqueeze(1) * (1.0 - s.unsqueeze(1) * ramp)
+    # Elementwise maxima: a reduction over the channel dimension is several times slower.
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    delta = maxc - torch.minimum(torch.minimum(r, g), b)
+    inv = 1.0 / torch.where(delta > 0, delta, torch.ones_like(delta))
+    h6 = torch.where(r == maxc, (g - b) * inv, torch.where(g == maxc, (b - r) * inv + 2.0, (r - g) * inv + 4.0))
+    return h6, maxc, delta
 
 
 def _adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
-    """Rotate the hue of each image by shift (N,) turns, through HSV as torchvision does."""
+    """Rotate the hue of each image by shift (N,) turns in torchvision's HSV model: s and v stay,
+    so channel c = v - (v - min) clamp(min(k, 4 - k), 0, 1) with k = (n_c + 6h) mod 6, n = 5, 3, 1."""
     if x.shape[1] != 3:
         return x
-    h, s, v = _rgb_to_hsv(x)
-    return _hsv_to_rgb((h + shift.view(-1, 1, 1)) % 1.0, s, v)
+    h6, maxc, delta = _hue_sixths(x)
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1)
+    k = torch.remainder(n + (h6 + 6.0 * shift.view(-1, 1, 1)).unsqueeze(1), 6.0)
+    ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return maxc.unsqueeze(1) - delta.unsqueeze(1) * ramp
 
 
 def _blend_toward(x: Tensor, op: Tensor, factor: Tensor) -> Tensor:
     """One of brightness/contrast/saturation per sample, all three being clamp(f x + (1 - f) ref)
     with ref = 0, the image's mean luma, or the pixel's luma respectively."""
     gray = _luma(x)
-    mean_gray = gray.mean(dim=(1, 2, 3), keepdim=True)
     op = op.view(-1, 1, 1, 1)
-    ref = torch.where(op == _BRIGHTNESS, torch.zeros_like(gray), torch.where(op == _CONTRAST, mean_gray, gray))
+    mean_or_zero = gray.mean(dim=(1, 2, 3), keepdim=True) * (op == _CONTRAST)
+    ref = torch.where(op == _SATURATION, gray, mean_or_zero)
     if x.shape[1] != 3:
         # Saturation leaves a single-channel image unchanged, as torchvision does.
         factor = torch.where(op.view(-1) == _SATURATION, torch.ones_like(factor), factor)
-    f = factor.view(-1, 1, 1, 1)
-    return (f * x + (1.0 - f) * ref).clamp_(0.0, 1.0)
+    return torch.lerp(ref, x, factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
 
 
-def _color_jitter_apply(x: Tensor, applied: Tensor, factors: Tensor, hue: Tensor, order: Tensor) -> Tensor:
+def _color_jitter_apply(x: Tensor, applied: Tensor, factors: Tensor, hue: Tensor, order: Tensor,
+                        hue_deal: Tensor) -> Tensor:
     out = x
-    hue_shift = torch.where(applied, hue, torch.zeros_like(hue))
     for position in range(4):
         op = order[:, position]
         blend_factor = factors.gather(1, op.clamp(max=_SATURATION).unsqueeze(1)).squeeze(1)
         blended = _blend_toward(out, op, blend_factor)
-        rotated = _adjust_hue(out, hue_shift)
-        out = torch.where(_per_sample(op == _HUE), rotated, blended)
+        rows = hue_deal[position::4]  # the samples whose operation at this position is hue
+        out = blended.index_copy_(0, rows, _adjust_hue(out.index_select(0, rows), hue.index_select(0, rows)))
     return torch.where(_per_sample(applied), out, x)
 
 
