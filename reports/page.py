@@ -23,6 +23,15 @@ STATUS_COLOURS = {
 GOOD = "#2c7fb8"
 NEUTRAL = "#bdbdbd"
 
+# A small template instead of "plotly_white": validating and embedding that one in every figure
+# cost most of a large report's build time and ~7 kB per chart.
+_TEMPLATE = {"layout": {
+    "paper_bgcolor": "white", "plot_bgcolor": "white", "hovermode": "closest",
+    "colorway": ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"],
+    "xaxis": {"gridcolor": "#ebedf0", "zerolinecolor": "#d5d8de", "linecolor": "#d5d8de", "automargin": True},
+    "yaxis": {"gridcolor": "#ebedf0", "zerolinecolor": "#d5d8de", "linecolor": "#d5d8de", "automargin": True},
+}}
+
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True,
                 "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 
@@ -89,7 +98,7 @@ def status_dot(status: str) -> Safe:
 
 def style(fig: go.Figure, *, height: int = 420, **layout: object) -> go.Figure:
     """The report's common look: white background, compact margins, legend on top."""
-    fig.update_layout(template="plotly_white", height=height,
+    fig.update_layout(template=_TEMPLATE, height=height,
                       margin={"l": 60, "r": 20, "t": 30, "b": 50},
                       font={"family": "system-ui, -apple-system, Segoe UI, sans-serif", "size": 12},
                       legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},

@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from reports.schema import AUGMENTATIONS_COLUMN, PARAM_PREFIX, STATUSES
-from reports.stats import mean_ci
+from reports.stats import t_critical
 from reports.tables import StudyTables
 
 DEFAULT_METRIC = "knn_top1"
@@ -98,18 +98,16 @@ class StudyData:
     @cached_property
     def configs(self) -> pd.DataFrame:
         """One row per config_id over scored trials: n, mean, std, 95% CI, trial ids; best first."""
-        rows = []
         params = [c for c in self.trials.columns if c.startswith(PARAM_PREFIX)]
-        for config_id, group in self.scored.groupby("config_id", sort=False, dropna=False):
-            ci = mean_ci(group["score"].to_numpy())
-            first = group.iloc[0]
-            rows.append({"config_id": config_id, "n": ci.n, "mean": ci.mean, "std": ci.std,
-                         "ci_lo": ci.lo, "ci_hi": ci.hi,
-                         "trial_ids": list(group["trial_id"]), "statuses": list(group["status"]),
-                         **{p: first[p] for p in params}})
-        frame = pd.DataFrame(rows)
-        if frame.empty:
-            return frame
+        if self.scored.empty:
+            return pd.DataFrame(columns=["config_id", "n", "mean", "std", "ci_lo", "ci_hi", *params])
+        groups = self.scored.groupby("config_id", sort=False, dropna=False)
+        frame = groups["score"].agg(n="count", mean="mean", std="std")
+        half = frame["n"].map(lambda n: t_critical(n - 1) if n > 1 else math.nan) * frame["std"] / np.sqrt(frame["n"])
+        frame["ci_lo"], frame["ci_hi"] = frame["mean"] - half, frame["mean"] + half
+        frame["trial_ids"] = groups["trial_id"].agg(list)
+        frame["statuses"] = groups["status"].agg(list)
+        frame = frame.join(groups[params].first()).reset_index()
         return frame.sort_values("mean", ascending=not self.maximize, kind="stable").reset_index(drop=True)
 
     def label(self, column: str) -> str:

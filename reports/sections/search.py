@@ -41,10 +41,10 @@ def parallel_section(data: StudyData) -> Section | None:
         y = np.hstack([rows, np.full((len(rows), 1), np.nan)]).ravel()
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=_BAND_NAMES[k], hoverinfo="skip",
                                  line={"color": _BANDS[k], "width": 1.6 if k == len(_BANDS) - 1 else 1}))
-    for i, (_, ticks) in enumerate(columns):
-        for value, label in ticks:
-            fig.add_annotation(x=i, y=value, text=esc(label), showarrow=False, xanchor="left", xshift=3,
-                               font={"size": 10, "color": "#444"}, bgcolor="rgba(255,255,255,0.7)")
+    fig.update_layout(annotations=[  # one update: add_annotation copies the layout each time
+        {"x": i, "y": value, "text": esc(label), "showarrow": False, "xanchor": "left", "xshift": 3,
+         "font": {"size": 10, "color": "#444"}, "bgcolor": "rgba(255,255,255,0.7)"}
+        for i, (_, ticks) in enumerate(columns) for value, label in ticks])
     style(fig, height=420, xaxis={"tickvals": xs, "ticktext": [esc(a) for a in axes], "showgrid": True,
                                   "gridcolor": "#888", "zeroline": False, "range": [-0.2, len(axes) - 0.6]},
           yaxis={"visible": False, "range": [-0.05, 1.05]})
