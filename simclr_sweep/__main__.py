@@ -1,0 +1,5 @@
+import sys
+
+from simclr_sweep.cli import main
+
+sys.exit(main())

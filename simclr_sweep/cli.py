@@ -1,0 +1,122 @@
+"""`simclr-sweep`: run, resume, inspect and report SimCLR studies; train one configuration."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from simclr_sweep.study import NAME_PATTERN, StudyError, load_study
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    study = load_study(args.space)
+    params = ", ".join(study.parameters)
+    repeats = f" x {study.seeds} seeds" if study.seeds > 1 else ""
+    print(f"ok: {study.name}: {study.trials} trials{repeats} by {study.method} over {params}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from simclr_sweep.runner import run_study
+
+    study = load_study(args.space)
+    if args.name:
+        if not NAME_PATTERN.match(args.name):
+            raise StudyError("--name", f"must be letters, digits, '.', '_' or '-' (got {args.name!r})")
+        study = replace(study, name=args.name)
+    print(f"study {study.name}: {study.num_trials} trials, {study.max_concurrent} at a time, "
+          f"storage {Path(args.storage).resolve() / study.name}", flush=True)
+    outcome = run_study(study, Path(args.storage), address=args.address)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
+    print(f"finished: {counts}")
+    print(f"report: {outcome.report}")
+    return 1 if outcome.counts and set(outcome.counts) == {"failed"} else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.report import build_report
+
+    study_dir = Path(args.study_dir)
+    if not (study_dir / "study.yaml").is_file():
+        return _fail(f"{study_dir}: not a study directory (no study.yaml); give the folder `simclr-sweep run` created")
+    if not (study_dir / "tables" / "trials.parquet").is_file():
+        return _fail(f"{study_dir}: no tables/trials.parquet yet; the study has recorded no trial")
+    print(build_report(study_dir))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from simclr_sweep.status import study_status
+
+    print(study_status(Path(args.study_dir)))
+    return 0
+
+
+def cmd_not_yet(args: argparse.Namespace) -> int:
+    return _fail(f"`simclr-sweep {args.command}` is not supported yet (see README: roadmap)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from trainers.standalone import train_main
+
+    return train_main(Path(args.config), Path(args.out), resume=args.resume)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simclr-sweep", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a study declared in a YAML file")
+    run.add_argument("space", metavar="SPACE.yaml")
+    run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    run.add_argument("--storage", default="studies", help="folder (or s3:// URI) for study directories (default: ./studies)")
+    run.add_argument("--name", help="study name (default: the file's name:)")
+    run.set_defaults(func=cmd_run)
+
+    resume = sub.add_parser("resume", help="continue an interrupted study")
+    resume.add_argument("study_dir", metavar="STUDY_DIR")
+    resume.set_defaults(func=cmd_not_yet)
+
+    status = sub.add_parser("status", help="trials by status, best so far, what is running")
+    status.add_argument("study_dir", metavar="STUDY_DIR")
+    status.set_defaults(func=cmd_status)
+
+    report = sub.add_parser("report", help="write report/index.html from the study's tables")
+    report.add_argument("study_dir", metavar="STUDY_DIR")
+    report.set_defaults(func=cmd_report)
+
+    validate = sub.add_parser("validate", help="check a study declaration without running it")
+    validate.add_argument("space", metavar="SPACE.yaml")
+    validate.set_defaults(func=cmd_validate)
+
+    train = sub.add_parser("train", help="train one configuration without Ray (torchrun-able)")
+    train.add_argument("config", metavar="CONFIG.yaml")
+    train.add_argument("--out", default="train-out", help="folder for checkpoints and metrics.json")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    train.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except StudyError as err:
+        return _fail(str(err))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

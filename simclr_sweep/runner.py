@@ -1,0 +1,168 @@
+"""Run a study: the study directory, Ray, and Tune's `Tuner` with OptunaSearch and a scheduler.
+
+Every orchestration feature is Tune's or Optuna's own, configured here, not re-implemented.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+from simclr_sweep.study import Study, StudyError
+
+# Tune's own result loggers (CSV, JSON, TensorBoard) duplicate what our tables hold.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+
+STUDY_FILE = "study.yaml"
+JOURNAL_FILE = "optuna.journal"
+TUNE_DIR = "tune"
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    study_dir: Path
+    report: Path
+    counts: dict[str, int]
+
+
+def study_dir_for(study: Study, storage: Path) -> Path:
+    return (storage / study.name).resolve()
+
+
+def prepare_study_dir(study: Study, storage: Path) -> Path:
+    """Create `<storage>/<name>/` with the frozen declaration; refuse a directory already used."""
+    study_dir = study_dir_for(study, storage)
+    if study_dir.exists() and any(study_dir.iterdir()):
+        raise StudyError(
+            str(study_dir),
+            "already holds a study; continue it with `simclr-sweep resume "
+            f"{study_dir}` or start a new one with --name",
+        )
+    study_dir.mkdir(parents=True, exist_ok=True)
+    frozen = {**study.raw, "name": study.name}
+    tmp = study_dir / f".{STUDY_FILE}.tmp"
+    tmp.write_text(yaml.safe_dump(frozen, sort_keys=False))
+    tmp.replace(study_dir / STUDY_FILE)
+    return study_dir
+
+
+def start_ray(address: str | None) -> bool:
+    """Join the cluster at `address` (or RAY_ADDRESS); with neither, start Ray on this machine.
+
+    Returns whether this call connected (and so should shut Ray down at the end).
+    """
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    # Trial errors are recorded in the tables and shown as one line by the progress view; Tune's
+    # own logger would print each traceback again.
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    common = dict(logging_level=logging.WARNING, log_to_driver=False)
+    if address:
+        ray.init(address=address, **common)
+    else:
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **common)
+    return True
+
+
+def make_scheduler(study: Study):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+
+    es = study.early_stopping
+    if es.type == "asha":
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=study.epochs,
+            grace_period=min(es.grace_period, study.epochs),
+            reduction_factor=es.reduction_factor,
+        )
+    if es.type == "hyperband":
+        return HyperBandScheduler(time_attr="training_iteration", max_t=study.epochs, reduction_factor=es.reduction_factor)
+    if es.type == "median":
+        return MedianStoppingRule(time_attr="training_iteration", grace_period=es.grace_period)
+    return FIFOScheduler()
+
+
+def make_search(study: Study, study_dir: Path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from ray.tune.search import Repeater
+    from ray.tune.search.optuna import OptunaSearch
+
+    from simclr_sweep.search import define_by_run, make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_FILE)))
+    searcher = OptunaSearch(
+        space=define_by_run(study),
+        metric=study.metric,
+        mode=study.mode,
+        sampler=make_sampler(study),
+        study_name=study.name,
+        storage=storage,
+    )
+    if study.seeds > 1:
+        # Each suggestion runs once per seed; Optuna is told the mean over the repeats.
+        return Repeater(searcher, repeat=study.seeds, set_index=True)
+    return searcher
+
+
+def run_study(study: Study, storage: Path, address: str | None = None, stream: TextIO | None = None) -> StudyOutcome:
+    """Run a validated study to the end and write its report."""
+    from ray import tune
+
+    from reports.report import build_report
+    from simclr_sweep.progress import ProgressView
+    from simclr_sweep.recording import TableRecorder
+    from simclr_sweep.trainable import TrialSetup, run_trial
+
+    study_dir = prepare_study_dir(study, storage)
+    started_ray = start_ray(address)
+
+    setup = TrialSetup(fixed=dict(study.fixed), metric=study.metric, seeds=study.seeds)
+    recorder = TableRecorder(study, study_dir, setup)
+    progress = ProgressView(recorder, total=study.num_trials, stream=stream)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, setup=setup),
+        resources={"cpu": study.cpu, "gpu": study.gpu},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=study.metric,
+            mode=study.mode,
+            search_alg=make_search(study, study_dir),
+            scheduler=make_scheduler(study),
+            num_samples=study.num_trials,
+            max_concurrent_trials=study.max_concurrent,
+            time_budget_s=study.time_budget_s,
+        ),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR,
+            storage_path=str(study_dir),
+            callbacks=[recorder, progress],
+            verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=study.max_failures),
+        ),
+    )
+    try:
+        tuner.fit()
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    report = build_report(study_dir)
+    return StudyOutcome(study_dir=study_dir, report=report, counts=recorder.counts())

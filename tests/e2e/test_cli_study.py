@@ -1,0 +1,96 @@
+"""The CLI runs a small study end to end on a real local Ray: tables, statuses, report."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+SMALL_STUDY = {
+    "name": "e2e-small",
+    "metric": {"name": "knn_top1", "goal": "maximize"},
+    "method": "tpe",
+    "trials": 4,
+    "sampler_seed": 3,
+    "max_concurrent": 2,
+    "resources": {"cpu": 1, "gpu": 0},
+    "early_stopping": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+    "fixed": {"dataset": "shapes", "dataset_size": 512, "backbone": "convnet", "epochs": 2,
+              "batch_size": 128, "optimizer": "adam", "lr": 0.002, "eval_every": 1},
+    "parameters": {
+        "temperature": {"distribution": "log_uniform", "min": 0.1, "max": 1.0},
+        "augmentations": {"subset_of": ["crop", "color_jitter", "flip"], "min_size": 1},
+    },
+}
+
+TERMINAL = {"completed", "early_stopped", "diverged", "failed"}
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    space = tmp / "small.yaml"
+    space.write_text(yaml.safe_dump(SMALL_STUDY, sort_keys=False))
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "simclr_sweep", "run", str(space), "--storage", str(tmp / "studies")],
+        capture_output=True, text=True, cwd=tmp, env=env, timeout=600,
+    )
+    return proc, tmp / "studies" / "e2e-small"
+
+
+def test_run_exits_zero_and_prints_the_report_path(finished_study):
+    proc, study_dir = finished_study
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"report: {study_dir / 'report' / 'index.html'}" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_one_row_per_trial_each_terminal(finished_study):
+    _, study_dir = finished_study
+    trials = pd.read_parquet(study_dir / "tables" / "trials.parquet")
+    assert len(trials) == 4
+    assert trials["trial_id"].is_unique
+    assert set(trials["status"]) <= TERMINAL
+    assert (trials["status"] != "failed").all(), trials[["trial_id", "error"]]
+    for column in ("config_id", "seed", "param.temperature", "param.augmentations", "param.dataset",
+                   "best.knn_top1", "last.loss", "epochs_run", "wall_s", "gpu_s", "started_at", "ended_at"):
+        assert column in trials.columns
+    assert trials["param.augmentations"].map(lambda s: s == ",".join(sorted(s.split(",")))).all()
+
+
+def test_epoch_rows_unique_and_consistent_with_trials(finished_study):
+    _, study_dir = finished_study
+    trials = pd.read_parquet(study_dir / "tables" / "trials.parquet")
+    epochs = pd.read_parquet(study_dir / "tables" / "epochs")
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    per_trial = epochs.groupby("trial_id")["epoch"].max()
+    for _, row in trials.iterrows():
+        assert per_trial[row["trial_id"]] == row["epochs_run"]
+        best = epochs.loc[epochs["trial_id"] == row["trial_id"], "knn_top1"].max()
+        assert row["best.knn_top1"] == pytest.approx(best)
+
+
+def test_study_files_in_place(finished_study):
+    _, study_dir = finished_study
+    assert yaml.safe_load((study_dir / "study.yaml").read_text())["name"] == "e2e-small"
+    assert (study_dir / "optuna.journal").stat().st_size > 0
+    assert (study_dir / "tune").is_dir()
+
+
+def test_report_names_the_best_trial_and_rebuilds_from_tables(finished_study):
+    _, study_dir = finished_study
+    trials = pd.read_parquet(study_dir / "tables" / "trials.parquet")
+    best = trials.sort_values("best.knn_top1", ascending=False).iloc[0]["trial_id"]
+    report = study_dir / "report" / "index.html"
+    assert best in report.read_text()
+    report.unlink()
+    proc = subprocess.run([sys.executable, "-m", "simclr_sweep", "report", str(study_dir)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(report)
+    assert best in report.read_text()

@@ -1,0 +1,177 @@
+"""A wrong declaration is refused before anything starts: exit 2, one line naming the YAML path."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from simclr_sweep.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "search_spaces" / "quickstart.yaml"
+
+
+def _study(**changes):
+    data = yaml.safe_load(QUICKSTART.read_text())
+    for dotted, value in changes.items():
+        keys = dotted.split("__")
+        node = data
+        for key in keys[:-1]:
+            node = node[key]
+        if value is _DELETE:
+            del node[keys[-1]]
+        else:
+            node[keys[-1]] = value
+    return data
+
+
+_DELETE = object()
+
+
+def _write(tmp_path: Path, data, name="study.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _validate(capsys, path) -> tuple[int, str, str]:
+    code = main(["validate", str(path)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+CASES = {
+    "unknown top-level key": (
+        lambda: {**_study(), "metrc": "knn_top1"},
+        "metrc: unknown key; did you mean 'metric'?",
+    ),
+    "unknown key inside a parameter": (
+        lambda: _study(parameters__temperature={"distrbution": "log_uniform", "min": 0.1, "max": 1.0}),
+        "parameters.temperature.distrbution: unknown key; did you mean 'distribution'?",
+    ),
+    "unknown training option": (
+        lambda: _study(parameters__tempreature={"values": [0.1]}),
+        "parameters.tempreature: unknown training option; did you mean 'temperature'?",
+    ),
+    "unknown fixed option": (
+        lambda: _study(fixed__epocs=3),
+        "fixed.epocs: unknown training option; did you mean 'epochs'?",
+    ),
+    "wrong type": (
+        lambda: _study(trials="ten"),
+        "trials: must be a whole number (got string 'ten')",
+    ),
+    "inverted range": (
+        lambda: _study(parameters__temperature={"distribution": "uniform", "min": 0.9, "max": 0.1}),
+        "parameters.temperature: min must be <= max (got min 0.9, max 0.1)",
+    ),
+    "empty range": (
+        lambda: _study(parameters__temperature={"distribution": "uniform", "min": 0.5, "max": 0.5}),
+        "parameters.temperature: min and max are both 0.5: an empty range (put the value in fixed instead)",
+    ),
+    "empty values": (
+        lambda: _study(parameters__similarity={"values": []}),
+        "parameters.similarity.values: is empty; list at least one value",
+    ),
+    "log range including 0": (
+        lambda: _study(parameters__temperature={"distribution": "log_uniform", "min": 0, "max": 1.0}),
+        "parameters.temperature.min: must be > 0 for log_uniform (got 0)",
+    ),
+    "negative log range": (
+        lambda: _study(parameters__temperature={"distribution": "log_uniform", "min": -0.1, "max": 1.0}),
+        "parameters.temperature.min: must be > 0 for log_uniform (got -0.1)",
+    ),
+    "unknown method": (
+        lambda: _study(method="tpee"),
+        "method: must be one of tpe, random, grid, cmaes, gp, qmc (got string 'tpee'); did you mean 'tpe'?",
+    ),
+    "unknown early stopping": (
+        lambda: _study(early_stopping={"type": "ashaa"}),
+        "early_stopping.type: must be one of asha, hyperband, median, none (got string 'ashaa'); did you mean 'asha'?",
+    ),
+    "metric not a metric": (
+        lambda: _study(metric={"name": "accuracy", "goal": "maximize"}),
+        "metric.name: must be one of epoch, loss, knn_top1, linear_top1, linear_r2, lr, images_per_s, "
+        "epoch_time_s, gpu_mem_gb (got string 'accuracy')",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_declaration_gives_one_exact_line(case, tmp_path, capsys):
+    make, expected = CASES[case]
+    path = _write(tmp_path, make())
+    code, out, err = _validate(capsys, path)
+    assert code == 2
+    assert out == ""
+    assert err == f"error: {expected}\n"
+
+
+@pytest.mark.parametrize(
+    "case, make, path_prefix, bad",
+    [
+        ("unknown similarity", lambda: _study(parameters__similarity={"values": ["cosine", "cosin"]}),
+         "parameters.similarity.values[1]: ", "cosin"),
+        ("unknown augmentation", lambda: _study(parameters__augmentations={"subset_of": ["crop", "sharpen"]}),
+         "parameters.augmentations.subset_of[1]: ", "sharpen"),
+        ("bad fixed value", lambda: _study(fixed__backbone="resnet9000"), "fixed.backbone: ", "resnet9000"),
+    ],
+)
+def test_values_the_trainer_refuses_are_reported_at_their_yaml_path(case, make, path_prefix, bad, tmp_path, capsys):
+    code, out, err = _validate(capsys, _write(tmp_path, make()))
+    assert code == 2
+    assert err.startswith(f"error: {path_prefix}") and bad in err
+    assert err.count("\n") == 1
+
+
+def test_missing_file(tmp_path, capsys):
+    code, _, err = _validate(capsys, tmp_path / "nope.yaml")
+    assert code == 2
+    assert err == f"error: {tmp_path / 'nope.yaml'}: no such file\n"
+
+
+def test_file_that_is_not_yaml(tmp_path, capsys):
+    path = _write(tmp_path, "name: x\nmetric: [unclosed\n")
+    code, _, err = _validate(capsys, path)
+    assert code == 2
+    assert err.startswith(f"error: {path}: not valid YAML at line 3, column 1")
+    assert err.count("\n") == 1
+
+
+def test_yaml_that_is_not_a_mapping(tmp_path, capsys):
+    path = _write(tmp_path, "- name: x\n- trials: 3\n")
+    code, _, err = _validate(capsys, path)
+    assert code == 2
+    assert err == (f"error: {path}: a study must be a YAML mapping of keys such as name, metric, "
+                   "parameters (got a list)\n")
+
+
+def test_quickstart_is_valid(capsys):
+    code, out, err = _validate(capsys, QUICKSTART)
+    assert code == 0, err
+    assert out.startswith("ok: quickstart: 10 trials by tpe over temperature, similarity, augmentations")
+
+
+def test_cli_process_refuses_bad_run_without_traceback_and_writes_nothing(tmp_path):
+    path = _write(tmp_path, _study(parameters__temperature={"distribution": "log_uniform", "min": -0.1, "max": 1.0}))
+    storage = tmp_path / "storage"
+    proc = subprocess.run(
+        [sys.executable, "-m", "simclr_sweep", "run", str(path), "--storage", str(storage)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == "error: parameters.temperature.min: must be > 0 for log_uniform (got -0.1)\n"
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not storage.exists()
+
+
+@pytest.mark.parametrize("content", [None, "a: [b\n", "just a string\n"])
+def test_cli_process_refuses_unreadable_files(tmp_path, content):
+    path = tmp_path / "s.yaml"
+    if content is not None:
+        path.write_text(content)
+    proc = subprocess.run([sys.executable, "-m", "simclr_sweep", "validate", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {path}: ") and proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr
