@@ -42,6 +42,7 @@ holds the same table as a dict, for validating a configuration.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Callable
@@ -75,8 +76,13 @@ def _luma(x: Tensor) -> Tensor:
     if c == 1:
         return x
     # One batched matmul reads the image once; three scaled adds would read it five times.
-    weights = torch.tensor([_LUMA], dtype=x.dtype, device=x.device)
-    return (weights @ x.reshape(n, c, h * w)).view(n, 1, h, w)
+    return (_luma_weights(x.device, x.dtype) @ x.reshape(n, c, h * w)).view(n, 1, h, w)
+
+
+@functools.lru_cache(maxsize=None)
+def _luma_weights(device: torch.device, dtype: torch.dtype) -> Tensor:
+    # Made once per device: torch.tensor(..., device=cuda) copies from pageable memory, a stream sync.
+    return torch.tensor([_LUMA], dtype=dtype).to(device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +265,7 @@ def _adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     if x.shape[1] != 3:
         return x
     h6, maxc, delta = _hue_sixths(x)
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1)
+    n = torch.arange(5.0, 0.0, -2.0, device=x.device).view(1, 3, 1, 1)  # 5, 3, 1 made on the device
     k = torch.remainder(n + (h6 + 6.0 * shift.view(-1, 1, 1)).unsqueeze(1), 6.0)
     ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
     return maxc.unsqueeze(1) - delta.unsqueeze(1) * ramp

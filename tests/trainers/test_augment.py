@@ -236,3 +236,20 @@ def test_pipeline_refuses_unknown_names_and_parameters():
 
 def test_every_registered_augmentation_is_in_paper_order():
     assert set(A.PAPER_ORDER) == set(A.AUGMENTATIONS)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_feeding_and_augmenting_never_synchronise_the_cuda_stream():
+    from trainers.feeder import DeviceFeeder
+
+    feeder = DeviceFeeder(_uint8(256, 32), "cuda")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    fn = A.build_pipeline(A.PAPER_ORDER, image_size=24)
+    fn(next(feeder.batches(64, g)), g)  # first call makes the per-device constants
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any host-device synchronisation now raises
+    try:
+        for batch in feeder.batches(64, g):
+            fn(batch, g)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

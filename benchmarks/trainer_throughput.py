@@ -1,0 +1,444 @@
+"""Trainer throughput: does on-device augmentation keep the accelerator busy?
+
+Measures, in one run, on the same model, batch and precision:
+  (a) the model alone on synthetic tensors (forward + loss + backward + step), eager and compiled;
+  (b) the reference pipeline: torchvision v2 transforms (the same SimCLR augmentations) in
+      DataLoader workers over a uint8 in-memory data set, feeding the eager model;
+  (c) our full step: DeviceFeeder + build_pipeline (two views) + model + nt_xent + optimiser, eager
+      and compiled, plus eager with a ``loss.item()`` per step (what a loop that checks the loss
+      every step pays for the synchronisation);
+  (d) packing: k separate processes sharing the device (as Ray fractional GPUs run trials),
+      aggregate images/s and each one's peak device memory.
+Images are counted once per pair of views (a step of batch B is B images, 2B forward passes).
+
+    python benchmarks/trainer_throughput.py                 # full: ResNet-18 CIFAR stem, batch 512, bf16
+    python benchmarks/trainer_throughput.py --smoke --out /tmp/smoke.json   # tiny, CPU, < 60 s
+
+Prints a table and writes JSON to benchmarks/results/<device>-<date>.json (``--out`` to choose).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import torch.utils.data
+
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from trainers.augment import SIMCLR_AUGMENTATIONS, blur_kernel_size_for, build_pipeline  # noqa: E402
+from trainers.config import TrainConfig  # noqa: E402
+from trainers.feeder import DeviceFeeder  # noqa: E402
+from trainers.losses import nt_xent  # noqa: E402
+from trainers.models import build_model  # noqa: E402
+from trainers.optim import build_optimizer  # noqa: E402
+
+AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+TEMPERATURE = 0.5
+COLOR_JITTER_STRENGTH = 0.5  # SimCLR's CIFAR-10 setting
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything that decides what is measured; stored in the JSON."""
+    device: str
+    backbone: str = "resnet18"
+    stem: str = "cifar"
+    width: int = 1
+    image_size: int = 32
+    batch_size: int = 512
+    precision: str = "bf16"
+    channels_last: bool = True
+    dataset_size: int = 50_000
+    warmup_steps: int = 15
+    steps: int = 50
+    compile_backend: str = "inductor"
+    workers: int = 0  # 0: as many as cores allow
+    pack: tuple[int, ...] = (1, 2, 4)
+    pack_batch_size: int = 256
+    pack_seconds: float = 10.0
+
+
+SMOKE = dict(backbone="convnet", image_size=16, batch_size=16, precision="fp32", channels_last=False,
+             dataset_size=96, warmup_steps=1, steps=2, compile_backend="aot_eager", workers=1,
+             pack_batch_size=8, pack_seconds=0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# the pieces every section shares
+# ---------------------------------------------------------------------------------------------
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_gb(device: torch.device) -> float:
+    return torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else 0.0
+
+
+def _model_and_optimizer(setup: Setup, device: torch.device):
+    cfg = TrainConfig.from_dict({"backbone": setup.backbone, "stem": setup.stem, "width": setup.width,
+                                 "batch_size": setup.batch_size, "optimizer": "lars", "lr": 1.0})
+    torch.manual_seed(0)
+    model = build_model(cfg).to(device)
+    if setup.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    return model, optimizer
+
+
+def _train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, setup: Setup,
+                device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """forward (autocast) + nt_xent + backward + step on a (2B, C, H, W) float batch of views."""
+    amp_dtype = AMP_DTYPES[setup.precision]
+    memory_format = torch.channels_last if setup.channels_last else torch.contiguous_format
+
+    def step(views: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            _, z = net(views.contiguous(memory_format=memory_format))
+        loss = nt_xent(*z.float().chunk(2), temperature=TEMPERATURE)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+def _images(setup: Setup, n: int) -> torch.Tensor:
+    """A uint8 in-memory data set of the benchmark's size (content does not change the speed)."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, 3, setup.image_size, setup.image_size), dtype=torch.uint8, generator=g)
+
+
+def _time(run_step: Callable[[], object], setup: Setup, device: torch.device,
+          steps: int | None = None) -> dict[str, float]:
+    """Warm up, then time ``steps`` calls between two device synchronisations."""
+    steps = setup.steps if steps is None else steps
+    for _ in range(setup.warmup_steps):
+        run_step()
+    _sync(device)
+    _reset_peak(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        run_step()
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    return {"images_per_s": steps * setup.batch_size / seconds, "step_ms": 1e3 * seconds / steps,
+            "peak_mem_gb": _peak_gb(device)}
+
+
+def _forever(feeder: DeviceFeeder, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    while True:
+        yield from feeder.batches(batch_size, generator)
+
+
+def _our_step(setup: Setup, device: torch.device, net, optimizer, *, item_per_step: bool = False,
+              batch_size: int | None = None) -> Callable[[], object]:
+    """(c): one step of our trainer, data already resident on the device."""
+    batch_size = setup.batch_size if batch_size is None else batch_size
+    feeder = DeviceFeeder(_images(setup, max(setup.dataset_size, 2 * batch_size)), device)
+    augment = build_pipeline(SIMCLR_AUGMENTATIONS, image_size=setup.image_size,
+                             color_jitter_strength=COLOR_JITTER_STRENGTH)
+    batches = _forever(feeder, batch_size, torch.Generator(device=device).manual_seed(1))
+    augment_gen = torch.Generator(device=device).manual_seed(2)
+    train = _train_step(net, optimizer, setup, device)
+
+    def run() -> object:
+        images = next(batches)
+        loss = train(torch.cat([augment(images, augment_gen), augment(images, augment_gen)]))
+        return loss.item() if item_per_step else loss
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) the reference: torchvision v2 in DataLoader workers
+# ---------------------------------------------------------------------------------------------
+
+class _TwoViews(torch.utils.data.Dataset):
+    """Each item: two independently augmented views of one uint8 image (per-image transforms)."""
+
+    def __init__(self, images: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.images = images
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[i]
+        return self.transform(image), self.transform(image)
+
+
+def reference_transform(image_size: int, strength: float = COLOR_JITTER_STRENGTH) -> Callable:
+    """The SimCLR augmentations as torchvision v2 transforms (what build_pipeline reproduces)."""
+    from torchvision.transforms import v2  # only the reference needs it, not the packed trials
+    k = blur_kernel_size_for(image_size)
+    return v2.Compose([
+        v2.RandomResizedCrop(image_size, scale=(0.08, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.RandomApply([v2.ColorJitter(0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength)], p=0.8),
+        v2.RandomGrayscale(p=0.2),
+        v2.RandomApply([v2.GaussianBlur(k, sigma=(0.1, 2.0))], p=0.5),
+        v2.ToDtype(torch.float32, scale=True),
+    ])
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _reference(setup: Setup, device: torch.device, net, optimizer) -> dict[str, float]:
+    workers = setup.workers or max(1, _cores() - 1)
+    data = _TwoViews(_images(setup, max(setup.dataset_size, 2 * setup.batch_size)), reference_transform(setup.image_size))
+    loader = torch.utils.data.DataLoader(data, batch_size=setup.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=workers, pin_memory=device.type == "cuda",
+                                         persistent_workers=True, prefetch_factor=4)
+    train = _train_step(net, optimizer, setup, device)
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            yield from loader
+
+    it = batches()
+
+    def run() -> object:
+        v1, v2_ = next(it)
+        return train(torch.cat([v1, v2_]).to(device, non_blocking=True))
+
+    try:
+        return dict(_time(run, setup, device), workers=workers)
+    finally:
+        del it
+        del loader  # stops the persistent workers
+
+
+# ---------------------------------------------------------------------------------------------
+# (d) packing: k trials as separate processes on one device
+# ---------------------------------------------------------------------------------------------
+
+def _worker(setup: Setup) -> None:
+    """One packed trial process. Builds its model once, then serves rounds from the parent:
+    ``run THREADS`` (warm up, answer ``warm``), ``go`` (run pack_seconds, answer one JSON line),
+    ``quit``. Idle between rounds, blocked on stdin, so it takes nothing from the others."""
+    device = torch.device(setup.device)
+    model, optimizer = _model_and_optimizer(setup, device)
+    run = _our_step(setup, device, model, optimizer, batch_size=setup.pack_batch_size)
+    print("ready", flush=True)
+    for command in sys.stdin:
+        words = command.split()
+        if words[0] == "quit":
+            return
+        torch.set_num_threads(int(words[1]))
+        for _ in range(setup.warmup_steps):
+            run()
+        _sync(device)
+        _reset_peak(device)
+        print("warm", flush=True)
+        sys.stdin.readline()  # go: every trial of the round starts together
+        steps, t0 = 0, time.perf_counter()
+        while steps == 0 or time.perf_counter() - t0 < setup.pack_seconds:
+            run()
+            steps += 1
+        _sync(device)
+        seconds = time.perf_counter() - t0
+        print(json.dumps({"images_per_s": steps * setup.pack_batch_size / seconds, "steps": steps,
+                          "seconds": seconds, "peak_mem_gb": _peak_gb(device)}), flush=True)
+
+
+def _expect(proc: subprocess.Popen, word: str) -> None:
+    line = proc.stdout.readline()
+    if line.strip() != word:
+        raise RuntimeError(f"packed trial process said {line.strip()!r} instead of {word!r} (exit {proc.poll()})")
+
+
+def _send(proc: subprocess.Popen, line: str) -> None:
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+
+
+def _packing(setup: Setup) -> dict:
+    """Round k uses the first k of max(pack) trial processes, started once (start-up is not timed)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(dataclasses.asdict(setup))]
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(max(setup.pack))]
+    results = []
+    try:
+        for p in procs:
+            _expect(p, "ready")
+        for k in setup.pack:
+            threads = max(1, _cores() // k)
+            for p in procs[:k]:
+                _send(p, f"run {threads}")
+            for p in procs[:k]:
+                _expect(p, "warm")
+            for p in procs[:k]:
+                _send(p, "go")
+            trials = [json.loads(p.stdout.readline()) for p in procs[:k]]
+            results.append({"k": k, "threads_per_trial": threads,
+                            "aggregate_images_per_s": sum(t["images_per_s"] for t in trials), "trials": trials})
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                _send(p, "quit")
+            p.stdin.close()
+            p.wait()
+    alone = results[0]["aggregate_images_per_s"] if results[0]["k"] == 1 else None
+    for r in results:
+        r["speedup_vs_one"] = r["aggregate_images_per_s"] / alone if alone else None
+    return {"batch_size": setup.pack_batch_size, "seconds": setup.pack_seconds, "results": results}
+
+
+# ---------------------------------------------------------------------------------------------
+# the run, the table, the JSON
+# ---------------------------------------------------------------------------------------------
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {_cores()} cores)"
+
+
+def measure(setup: Setup) -> dict:
+    """Run every section and return the JSON-ready result."""
+    started = time.perf_counter()
+    device = torch.device(setup.device)
+    model, optimizer = _model_and_optimizer(setup, device)
+    compiled = torch.compile(model, backend=setup.compile_backend)
+    views = torch.rand(2 * setup.batch_size, 3, setup.image_size, setup.image_size,
+                       generator=torch.Generator().manual_seed(0)).to(device)
+    result: dict = {"device": _device_name(device), "date": datetime.date.today().isoformat(),
+                    "torch": torch.__version__, "setup": dataclasses.asdict(setup),
+                    "counting": "images per second, one image = one pair of views"}
+
+    eager_step = _train_step(model, optimizer, setup, device)
+    compiled_step = _train_step(compiled, optimizer, setup, device)
+    result["model_alone"] = {"eager": _time(lambda: eager_step(views), setup, device),
+                             "compiled": _time(lambda: compiled_step(views), setup, device)}
+    result["reference_dataloader"] = _reference(setup, device, model, optimizer)
+    result["ours"] = {
+        "eager": _time(_our_step(setup, device, model, optimizer), setup, device),
+        "eager_item_per_step": _time(_our_step(setup, device, model, optimizer, item_per_step=True), setup, device),
+        "compiled": _time(_our_step(setup, device, compiled, optimizer), setup, device),
+    }
+    result["augment_only"] = _augment_only(setup, device)
+    in_process = time.perf_counter()
+    result["packing"] = _packing(setup)
+    result["wall_s"] = {"in_process_sections": in_process - started, "packing": time.perf_counter() - in_process}
+
+    a, b, c = result["model_alone"], result["reference_dataloader"], result["ours"]
+    result["ratios"] = {
+        "ours_over_reference_eager": c["eager"]["images_per_s"] / b["images_per_s"],
+        "ours_over_model_eager": c["eager"]["images_per_s"] / a["eager"]["images_per_s"],
+        "ours_over_model_compiled": c["compiled"]["images_per_s"] / a["compiled"]["images_per_s"],
+    }
+    return result
+
+
+def _augment_only(setup: Setup, device: torch.device) -> dict[str, float]:
+    """build_pipeline's two views alone: what the augmentation costs per step."""
+    feeder = DeviceFeeder(_images(setup, max(setup.dataset_size, 2 * setup.batch_size)), device)
+    augment = build_pipeline(SIMCLR_AUGMENTATIONS, image_size=setup.image_size,
+                             color_jitter_strength=COLOR_JITTER_STRENGTH)
+    batches = _forever(feeder, setup.batch_size, torch.Generator(device=device).manual_seed(1))
+    g = torch.Generator(device=device).manual_seed(2)
+    return _time(lambda: (augment(next(batches), g), augment(next(batches), g)), setup, device)
+
+
+def table(result: dict) -> str:
+    """The human-readable summary of ``measure``'s result."""
+    rows = [("(a) model alone, eager", result["model_alone"]["eager"]),
+            ("(a) model alone, compiled", result["model_alone"]["compiled"]),
+            (f"(b) torchvision v2 + DataLoader ({result['reference_dataloader']['workers']} workers)",
+             result["reference_dataloader"]),
+            ("(c) ours, eager", result["ours"]["eager"]),
+            ("(c) ours, eager + loss.item() each step", result["ours"]["eager_item_per_step"]),
+            ("(c) ours, compiled", result["ours"]["compiled"]),
+            ("    augmentation alone (two views)", result["augment_only"])]
+    s = result["setup"]
+    lines = [f"{result['device']}, torch {result['torch']}: {s['backbone']} ({s['stem']} stem), batch {s['batch_size']}, "
+             f"{s['image_size']}px, {s['precision']}{', channels_last' if s['channels_last'] else ''}, "
+             f"compile backend {s['compile_backend']}",
+             f"{'section':<56}{'images/s':>12}{'ms/step':>10}{'peak GB':>9}"]
+    lines += [f"{name:<56}{r['images_per_s']:>12,.0f}{r['step_ms']:>10.1f}{r['peak_mem_gb']:>9.2f}" for name, r in rows]
+    pack = result["packing"]
+    for r in pack["results"]:
+        peaks = ", ".join(f"{t['peak_mem_gb']:.2f}" for t in r["trials"])
+        speed = f"{r['speedup_vs_one']:.2f}x of k=1" if r["speedup_vs_one"] else ""
+        lines.append(f"{'(d) packing k=' + str(r['k']) + ', batch ' + str(pack['batch_size']) + ' (aggregate)':<56}"
+                     f"{r['aggregate_images_per_s']:>12,.0f}{'':>10}{'':>9}  {speed}; peak GB per trial: {peaks}")
+    ratios = result["ratios"]
+    lines.append(f"ratios: (c)/(b) eager {ratios['ours_over_reference_eager']:.2f}x, "
+                 f"(c)/(a) eager {ratios['ours_over_model_eager']:.0%}, "
+                 f"(c)/(a) compiled {ratios['ours_over_model_compiled']:.0%}")
+    return "\n".join(lines)
+
+
+def _default_out(result: dict) -> Path:
+    slug = re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-")
+    return ROOT / "benchmarks" / "results" / f"{slug}-{result['date']}.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (< 60 s), for the test suite")
+    parser.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/<device>-<date>.json)")
+    parser.add_argument("--device", default=None, help="default: cuda when there is one, else cpu")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--precision", choices=sorted(AMP_DTYPES))
+    parser.add_argument("--workers", type=int, help="DataLoader workers for (b) (default: cores - 1)")
+    parser.add_argument("--pack", help="comma-separated trial counts for (d), e.g. 1,2,4")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        fields = json.loads(args.worker)
+        _worker(Setup(**dict(fields, pack=tuple(fields["pack"]))))
+        return 0
+
+    if args.smoke and args.out is None:
+        parser.error("--smoke needs --out (smoke figures do not belong in benchmarks/results/)")
+    device = args.device or ("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    overrides = dict(SMOKE) if args.smoke else {}
+    for name, value in (("batch_size", args.batch_size), ("steps", args.steps), ("precision", args.precision),
+                        ("workers", args.workers)):
+        if value is not None:
+            overrides[name] = value
+    if args.pack:
+        overrides["pack"] = tuple(int(k) for k in args.pack.split(","))
+    setup = Setup(device=device, **overrides)
+
+    result = measure(setup)
+    print(table(result))
+    out = args.out or _default_out(result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
