@@ -13,6 +13,10 @@ from reports.study_data import StudyData
 
 # Above this many points per figure, curves are thinned (every k-th epoch, always the last one).
 MAX_POINTS = 20_000
+# Above this many trials of one status, single lines become a solid blob: such a status is drawn
+# as its per-epoch median and 10-90% band, and the best trials are drawn on top one by one.
+MAX_LINES = 150
+TOP_LINES = 10
 _DASH = {"early_stopped": "dash", "diverged": "solid", "failed": "dash", "running": "solid", "completed": "solid"}
 
 
@@ -23,15 +27,45 @@ def curves_section(data: StudyData) -> Section | None:
         return None
     status = data.trials.set_index("trial_id")["status"]
     frame = data.epochs.assign(status=data.epochs["trial_id"].map(status).fillna("running"))
-    body, note = [], ""
+    counts = data.trials["status"].value_counts()
+    banded = [s for s in counts.index if counts[s] > MAX_LINES]
+    body, notes = [], []
+    if banded:
+        names = " and ".join(s.replace("_", "-") for s in banded)
+        notes.append(f"{names[0].upper()}{names[1:]} trials are shown as the median and 10-90% band per epoch "
+                     f"(too many for single lines), with the {TOP_LINES} best trials drawn one by one.")
     for metric in metrics:
         points = frame[frame[metric].notna()]
-        thinned, step = thin(points, MAX_POINTS)
+        lines = points[~points["status"].isin(banded) | points["trial_id"].isin(_top_ids(data))]
+        thinned, step = thin(lines, MAX_POINTS)
         if step > 1:
-            note = (f"{len(points['trial_id'].unique())} trials: curves show every {step}th epoch "
-                    "(and each trial's last) to keep the page light.")
-        body.append(figure_html(_figure(thinned, metric, data)))
-    return Section("curves", "Learning curves", _finding(data), body, note)
+            notes.append(f"Curves show every {step}th epoch (and each trial's last) to keep the page light.")
+        fig = _figure(thinned, metric, data)
+        lines_drawn = len(fig.data)
+        for status in banded:
+            _add_band(fig, points[points["status"] == status], metric, status)
+        fig.data = fig.data[lines_drawn:] + fig.data[:lines_drawn]  # bands underneath the lines
+        body.append(figure_html(fig))
+    return Section("curves", "Learning curves", _finding(data), body, " ".join(dict.fromkeys(notes)))
+
+
+def _top_ids(data: StudyData) -> list[str]:
+    return list(data.scored["trial_id"].head(TOP_LINES))
+
+
+def _add_band(fig: go.Figure, group: pd.DataFrame, metric: str, status: str) -> None:
+    """A status's trials as the per-epoch median line inside its 10-90% band."""
+    quantiles = group.groupby("epoch")[metric].quantile([0.1, 0.5, 0.9]).unstack()
+    epochs = quantiles.index.to_numpy(dtype=float)
+    colour = STATUS_COLOURS[status]
+    label = f"{status.replace('_', ' ')} ({group['trial_id'].nunique()}): median, 10-90%"
+    fig.add_trace(go.Scatter(x=np.concatenate([epochs, epochs[::-1]]),
+                             y=np.concatenate([quantiles[0.9].to_numpy(), quantiles[0.1].to_numpy()[::-1]]),
+                             fill="toself", fillcolor=colour, opacity=0.25, line={"width": 0},
+                             hoverinfo="skip", showlegend=False, legendgroup=status))
+    fig.add_trace(go.Scatter(x=epochs, y=quantiles[0.5].to_numpy(), mode="lines", name=label,
+                             legendgroup=status, line={"color": colour, "width": 2, "dash": _DASH[status]},
+                             hovertemplate="median at epoch %{x}: %{y:.4g}<extra></extra>"))
 
 
 def thin(points: pd.DataFrame, max_points: int) -> tuple[pd.DataFrame, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_text_from_the_tables_is_escaped(tmp_path):
 def test_huge_studies_get_thinned_curves_with_a_note(tmp_path, monkeypatch):
     monkeypatch.setattr(curves, "MAX_POINTS", 50)
     page = build_report(make_study(tmp_path / "big", configs=10, seeds=1, epochs=20)).read_text()
-    assert "curves show every" in page
+    assert "Curves show every" in page
 
 
 def test_study_without_declaration_or_epochs_still_builds(tmp_path):
@@ -147,3 +148,29 @@ def test_early_stopped_and_diverged_curves_are_drawn_differently(page):
     curves_html = page.split('<section id="curves">')[1].split("</section>")[0]
     assert re.search(r'"line":\{[^}]*"dash":"dash"[^}]*\}[^{}]*"name":"early stopped \(\d+\)"', curves_html)
     assert '"name":"diverged here"' in curves_html and '"symbol":"x"' in curves_html
+
+
+def test_report_builds_where_torch_and_ray_cannot_be_imported(study, tmp_path):
+    code = ("import sys\n"
+            "class NoSuchPackage:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'torchvision', 'ray'):\n"
+            "            raise ImportError(f'no {name} on this laptop')\n"
+            "sys.meta_path.insert(0, NoSuchPackage())\n"
+            "from reports.report import build_report\n"
+            "print(build_report(sys.argv[1]))\n")
+    run = subprocess.run([sys.executable, "-c", code, str(study)], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().endswith("report/index.html")
+
+
+def test_many_trials_are_drawn_as_bands_with_the_best_on_top(tmp_path, monkeypatch):
+    monkeypatch.setattr(curves, "MAX_LINES", 5)
+    monkeypatch.setattr(curves, "TOP_LINES", 2)
+    study = make_study(tmp_path / "many", configs=8, seeds=1, epochs=5, statuses=["completed"] * 8)
+    page = build_report(study).read_text()
+    curves_html = page.split('<section id="curves">')[1].split("</section>")[0]
+    assert "Completed trials are shown as the median and 10-90% band" in curves_html
+    assert '"name":"completed (8): median, 10-90%"' in curves_html and '"fill":"toself"' in curves_html
+    assert '"name":"completed (2)"' in curves_html  # only the two best as single lines
