@@ -68,6 +68,7 @@ class TrainConfig:
     # augmentation
     augmentations: tuple[str, ...] = SIMCLR_AUGMENTATIONS
     color_jitter_strength: float = 0.5
+    crop_min_scale: float = 0.08
     # runtime
     seed: int = 0
     device: str = "auto"
@@ -210,6 +211,7 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "semi_hard": _boolean,
     "augmentations": _augmentations,
     "color_jitter_strength": _number(0.0, inclusive=True),
+    "crop_min_scale": _number(0.0, inclusive=False, high=1.0),
     "seed": _integer(0),
     "device": _device,
     "precision": _choice(lambda: PRECISIONS),
