@@ -124,6 +124,13 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
+def spans_decades(values: Sequence[float] | np.ndarray, ratio: float = 10.0) -> bool:
+    """Whether finite positive values span at least ``ratio`` (then a log scale reads better)."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    return len(x) > 0 and x.min() > 0 and x.max() / x.min() >= ratio
+
+
 def pareto_front(cost: np.ndarray, score: np.ndarray, *, maximize: bool) -> np.ndarray:
     """Boolean mask of the points no other point beats on both lower cost and better score."""
     cost = np.asarray(cost, dtype=float)

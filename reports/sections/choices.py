@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from reports.page import Section, esc, figure_html, show, style
-from reports.stats import groups_p_value, holm
+from reports.stats import groups_p_value, holm, spans_decades
 from reports.study_data import MAX_LEVELS, StudyData
 
 ALPHA = 0.05
@@ -66,7 +66,7 @@ def numeric_section(data: StudyData) -> Section | None:
                                  mode="markers", marker={"size": 6, "color": _PALETTE[0], "opacity": 0.6},
                                  text=[esc(t) for t in scored["trial_id"]], showlegend=False,
                                  hovertemplate="%{text}<br>%{x:.4g}: %{y:.4f}<extra></extra>"), row=1, col=k)
-        if _log_scale(scored[column]):
+        if spans_decades(scored[column]):
             fig.update_xaxes(type="log", row=1, col=k)
     style(fig, height=340, yaxis_title=esc(data.metric))
     return Section("numeric", "Numeric parameters", _numeric_finding(data), [figure_html(fig)],
@@ -80,7 +80,7 @@ def binned(column: pd.Series) -> pd.Series:
         return pd.Series(pd.Categorical(column.map(show), categories=[show(v) for v in levels], ordered=True),
                          index=column.index, name=column.name)
     values = column.to_numpy(dtype=float)
-    log = _log_scale(column)
+    log = spans_decades(column)
     edges = np.linspace(*(np.log([values.min(), values.max()]) if log else (values.min(), values.max())), 6)
     edges = np.exp(edges) if log else edges
     labels = [f"{edges[i]:.3g}-{edges[i + 1]:.3g}" for i in range(5)]
@@ -166,7 +166,3 @@ def _numeric_finding(data: StudyData) -> str:
     who = f"The top {len(top)} trials by {data.metric} have" if len(top) > 1 else f"The best trial by {data.metric} has"
     return f"{who} " + ", ".join(facts) + "."
 
-
-def _log_scale(column: pd.Series) -> bool:
-    values = column.dropna().to_numpy(dtype=float)
-    return len(values) > 0 and values.min() > 0 and values.max() / values.min() >= 10

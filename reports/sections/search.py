@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from reports.importance import parameter_importance
 from reports.page import GOOD, STATUS_COLOURS, Section, esc, figure_html, show, style
-from reports.stats import pareto_front
+from reports.stats import pareto_front, spans_decades
 from reports.study_data import StudyData, is_categorical
 
 _BANDS = ("#d9d9d9", "#a6bddb", "#67a9cf", "#1c9099", "#016c59")  # worst to best fifth of the trials
@@ -114,7 +114,7 @@ def cost_section(data: StudyData) -> Section | None:
                    line={"color": "#d62728", "shape": "hv"}, marker={"size": 8},
                    text=[esc(t) for t in scored["trial_id"].to_numpy()[front][order]],
                    hovertemplate="%{text}: %{y:.4f} for %{x:.4g}<extra></extra>")])
-    style(fig, height=360, xaxis={"title": {"text": unit}, "type": "log" if _spread(cost, 100) else "linear"},
+    style(fig, height=360, xaxis={"title": {"text": unit}, "type": "log" if spans_decades(cost, 100) else "linear"},
           yaxis_title=esc(data.metric))
     return Section("cost", f"{data.metric} against {unit}", _cost_finding(data, scored, cost, score, front, unit),
                    [figure_html(fig)])
@@ -128,7 +128,7 @@ def _normalise(column: pd.Series) -> tuple[np.ndarray, list[tuple[float, str]]]:
         return column.map(where).to_numpy(dtype=float), [(where[v], show(v)) for v in levels]
     values = column.to_numpy(dtype=float)
     low, high = np.nanmin(values), np.nanmax(values)
-    scale = np.log if _spread(values) else (lambda v: v)
+    scale = np.log if spans_decades(values) else (lambda v: v)
     span = scale(high) - scale(low) or 1.0
     return (scale(values) - scale(low)) / span, [(0.0, show(float(low))), (1.0, show(float(high)))]
 
@@ -186,15 +186,8 @@ def _cost_finding(data: StudyData, scored: pd.DataFrame, cost: np.ndarray, score
     return sentence + "."
 
 
-def _spread(values: np.ndarray | pd.Series, ratio: float = 10) -> bool:
-    """Whether positive values span at least ``ratio`` (then a log scale reads better)."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    return len(values) > 0 and values.min() > 0 and values.max() / values.min() >= ratio
-
-
 def _width(column: pd.Series) -> float:
     values = column.to_numpy(dtype=float)
-    if _spread(values):
+    if spans_decades(values):
         values = np.log(values)
     return float(np.nanmax(values) - np.nanmin(values))

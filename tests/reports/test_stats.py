@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from reports.stats import compare_means, groups_p_value, holm, mean_ci, pareto_front, permutation_p_value, t_critical
+from reports.stats import (compare_means, groups_p_value, holm, mean_ci, pareto_front, permutation_p_value,
+                           spans_decades, t_critical)
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -69,3 +70,8 @@ def test_pareto_front_keeps_only_undominated_points():
     score = np.array([0.5, 0.7, 0.6, 0.9, 0.7])
     assert pareto_front(cost, score, maximize=True).tolist() == [True, True, False, True, False]
     assert pareto_front(cost, -score, maximize=False).tolist() == [True, True, False, True, False]
+
+
+def test_spans_decades_needs_positive_values_a_ratio_apart():
+    assert spans_decades([0.05, 0.2, 1.0]) and not spans_decades([128, 1024])
+    assert spans_decades([128, 1024], ratio=8) and not spans_decades([0.0, 5.0]) and not spans_decades([])
