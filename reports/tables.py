@@ -30,7 +30,6 @@ from reports.schema import (
     METRICS,
     PARAM_PREFIX,
     STATUSES,
-    TIMESTAMP,
     TRIAL_FIXED_COLUMNS,
     best_column,
     last_column,

@@ -111,7 +111,8 @@ def pairs_section(data: StudyData) -> Section | None:
                                colorbar={"title": {"text": esc(data.metric)}},
                                hovertemplate="%{y} + %{x}: %{z:.4f}<extra></extra>"))
     style(fig, height=140 + 70 * len(names), xaxis_title="augmentation", yaxis_title="augmentation",
-          yaxis={"autorange": "reversed", "showgrid": False}, xaxis={"showgrid": False, "scaleanchor": "y", "constrain": "domain"},
+          yaxis={"autorange": "reversed", "showgrid": False},
+          xaxis={"showgrid": False, "scaleanchor": "y", "constrain": "domain"},
           plot_bgcolor="#f3f4f7")
     note = "Mean score over the seeds of each single augmentation (diagonal) or pair; blank cells were not run."
     return Section("pairs", "Augmentation pairs", _pairs_finding(data, cells), [figure_html(fig)], note)
@@ -153,7 +154,8 @@ def _effects_finding(data: StudyData, effects: list[Effect]) -> str:
     if not tested:
         return lead + "; too few configurations to test whether any difference is real."
     if real:
-        return (f"{lead}; {len(real)} of {len(tested)} effects {'is' if len(real) == 1 else 'are'} real after Holm's correction "
+        verb = "is" if len(real) == 1 else "are"
+        return (f"{lead}; {len(real)} of {len(tested)} effects {verb} real after Holm's correction "
                 f"(p < {ALPHA:g}): {', '.join(real)}.")
     return f"{lead}; no effect is significant after Holm's correction (p < {ALPHA:g})."
 

@@ -23,7 +23,8 @@ def failures_section(data: StudyData) -> Section | None:
         if isinstance(error, str) and error:
             error_html = Safe(f"<pre>{esc(error)}</pre>")
         else:
-            error_html = f"non-finite loss at epoch {_epochs(row.get('epochs_run'))}" if row["status"] == "diverged" else ""
+            diverged = row["status"] == "diverged"
+            error_html = f"non-finite loss at epoch {_epochs(row.get('epochs_run'))}" if diverged else ""
         rows.append([row["trial_id"], status_chip(row["status"]), row["config_id"],
                      *[show(row.get(p)) for p in params], _epochs(row.get("epochs_run")), error_html])
     table = table_html(["trial", "status", "config_id", *[data.label(p) for p in params], "epochs", "error"],

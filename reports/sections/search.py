@@ -100,7 +100,8 @@ def history_section(data: StudyData) -> Section | None:
 def cost_section(data: StudyData) -> Section | None:
     """Score against GPU-seconds (wall-clock seconds when no GPU was used), Pareto front drawn."""
     scored = data.scored
-    column, unit = ("gpu_s", "GPU-seconds") if (scored["gpu_s"].fillna(0) > 0).any() else ("wall_s", "wall-clock seconds")
+    used_gpu = bool((scored["gpu_s"].fillna(0) > 0).any())
+    column, unit = ("gpu_s", "GPU-seconds") if used_gpu else ("wall_s", "wall-clock seconds")
     scored = scored[np.isfinite(scored[column].to_numpy(dtype=float))]
     if len(scored) < 2:
         return None
@@ -109,7 +110,8 @@ def cost_section(data: StudyData) -> Section | None:
     order = np.argsort(cost[front])
     fig = go.Figure([
         go.Scatter(x=cost, y=score, mode="markers", name="trials", text=[esc(t) for t in scored["trial_id"]],
-                   marker={"color": "#9ecae1", "size": 6}, hovertemplate="%{text}: %{y:.4f} for %{x:.4g}<extra></extra>"),
+                   marker={"color": "#9ecae1", "size": 6},
+                   hovertemplate="%{text}: %{y:.4f} for %{x:.4g}<extra></extra>"),
         go.Scatter(x=cost[front][order], y=score[front][order], mode="lines+markers", name="Pareto front",
                    line={"color": "#d62728", "shape": "hv"}, marker={"size": 8},
                    text=[esc(t) for t in scored["trial_id"].to_numpy()[front][order]],
