@@ -58,9 +58,16 @@ def leaderboard_section(data: StudyData) -> Section | None:
     return Section("leaderboard", "Leaderboard", _leaderboard_finding(data), [table_html(headers, rows)], note)
 
 
+def best_trial(data: StudyData) -> pd.Series:
+    """The best-scoring trial of the best configuration (by mean over seeds)."""
+    top_config = data.configs.iloc[0]["config_id"]
+    return data.scored[data.scored["config_id"] == top_config].iloc[0]  # scored is best first
+
+
 def best_config(data: StudyData) -> dict[str, Any]:
-    """The best configuration as a ``simclr-sweep train`` config: ``param.*`` unflattened + seed."""
-    best = data.scored.iloc[0]
+    """The best configuration as a ``simclr-sweep train`` config: ``param.*`` unflattened, plus the
+    seed of its best trial."""
+    best = best_trial(data)
     config: dict[str, Any] = {}
     for column in data.trials.columns:
         if not column.startswith(PARAM_PREFIX) or is_missing(best[column]):
@@ -77,11 +84,14 @@ def best_config(data: StudyData) -> dict[str, Any]:
 def _best_and_reproduce(data: StudyData) -> list[str]:
     if data.scored.empty:
         return [Safe("<p>No trial has reported the metric yet.</p>")]
-    best = data.scored.iloc[0]
+    best = best_trial(data)
+    top = data.configs.iloc[0]
     config_yaml = yaml.safe_dump(best_config(data), sort_keys=False)
     command = f"simclr-sweep train best_config.yaml --out runs/{best['config_id']}"
-    return [Safe(f"<h3>Best trial: {esc(best['trial_id'])} (config {esc(best['config_id'])}), "
-                 f"{esc(data.metric)} = {esc(data.fmt(best['score']))}</h3>"),
+    seeds = f" over {int(top['n'])} seeds; its best seed, trial {best['trial_id']}, reached " \
+            f"{data.fmt(best['score'])}" if top["n"] > 1 else f" (trial {best['trial_id']})"
+    return [Safe(f"<h3>Best configuration: {esc(top['config_id'])}, {esc(data.metric)} "
+                 f"{esc(data.fmt(top['mean']))}{esc(seeds)}</h3>"),
             Safe("<p>Reproduce it: save this as <code>best_config.yaml</code> and run "
                  f"<code>{esc(command)}</code></p><pre class=\"config\">{esc(config_yaml)}</pre>")]
 

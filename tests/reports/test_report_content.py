@@ -85,7 +85,9 @@ def test_reproduce_config_is_the_best_trials_config(study, page):
     block = re.search(r'<pre class="config">(.*?)</pre>', page, re.S).group(1)
     config = yaml.safe_load(html.unescape(block))
     trials = StudyTables(study).read_trials()
-    best = trials.loc[trials[trials["status"] != "failed"]["best.knn_top1"].idxmax()]
+    scored = trials[trials["status"] != "failed"]
+    top_config = scored.groupby("config_id")["best.knn_top1"].mean().idxmax()
+    best = trials.loc[scored[scored["config_id"] == top_config]["best.knn_top1"].idxmax()]
     assert config["augmentations"] == best["param.augmentations"].split(",")
     assert config["temperature"] == pytest.approx(best["param.temperature"])
     assert config["hidden_norm"] is bool(best["param.hidden_norm"]) and config["seed"] == best["seed"]
@@ -174,3 +176,16 @@ def test_many_trials_are_drawn_as_bands_with_the_best_on_top(tmp_path, monkeypat
     assert "Completed trials are shown as the median and 10-90% band" in curves_html
     assert '"name":"completed (8): median, 10-90%"' in curves_html and '"fill":"toself"' in curves_html
     assert '"name":"completed (2)"' in curves_html  # only the two best as single lines
+
+
+def test_a_minimised_metric_ranks_lowest_first(tmp_path):
+    study = make_study(tmp_path / "min", configs=6, seeds=2, epochs=4)
+    declaration = yaml.safe_load((study / "study.yaml").read_text())
+    declaration["metric"] = {"name": "loss", "goal": "minimize"}
+    (study / "study.yaml").write_text(yaml.safe_dump(declaration))
+    page = build_report(study).read_text()
+    trials = StudyTables(study).read_trials()
+    means = trials[trials["status"] != "failed"].groupby("config_id")["best.loss"].mean()
+    first_row = page.split('<section id="leaderboard">')[1].split("<tbody><tr>")[1].split("</tr>")[0]
+    assert f"<td>{means.idxmin()}</td>" in first_row
+    assert "mean loss" in page and "(minimize)" in page
