@@ -1,5 +1,6 @@
-"""Which parameters explain the score: Optuna's fANOVA when optuna is installed, else the share of
-variance each parameter explains on its own (eta squared, numeric parameters binned by quantile)."""
+"""Which parameters explain the score: Optuna's fANOVA when optuna is installed (for 20 to 300
+trials), else the share of variance each parameter explains on its own (eta squared, numeric
+parameters binned by quantile)."""
 from __future__ import annotations
 
 import math
@@ -11,6 +12,9 @@ import pandas as pd
 # fANOVA's forest grows with the number of trials; above this many, the fast estimate is used
 # so that a report of a huge study still builds in seconds.
 FANOVA_MAX_TRIALS = 300
+# Below this many, a random forest over the trials says no more than the variance shares, and
+# importing optuna + scikit-learn would double a small report's build time.
+FANOVA_MIN_TRIALS = 20
 _BINS = 5
 
 
@@ -32,7 +36,7 @@ def parameter_importance(features: pd.DataFrame, score: pd.Series) -> Importance
     if len(varying) < 2 or len(score) < 4 or float(np.var(score)) == 0.0:
         return None
     features = features[varying]
-    if len(score) <= FANOVA_MAX_TRIALS:
+    if FANOVA_MIN_TRIALS <= len(score) <= FANOVA_MAX_TRIALS:
         result = _fanova(features, score)
         if result is not None:
             return result
