@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 
 Tensor = torch.Tensor
+Shape = tuple[int, ...]  # (N, C, H, W) of the batch a draw is for
 Pipeline = Callable[[Tensor, torch.Generator], Tensor]
 
 # ITU-R 601-2 luma, the weights torchvision's rgb_to_grayscale uses.
@@ -76,7 +77,11 @@ def _luma(x: Tensor) -> Tensor:
     if c == 1:
         return x
     # One batched matmul reads the image once; three scaled adds would read it five times.
-    return (_luma_weights(x.device, x.dtype) @ x.reshape(n, c, h * w)).view(n, 1, h, w)
+    if torch.compiler.is_compiling():
+        weights = torch.tensor([_LUMA], dtype=x.dtype, device=x.device)  # a constant of the graph
+    else:
+        weights = _luma_weights(x.device, x.dtype)
+    return (weights @ x.reshape(n, c, h * w)).view(n, 1, h, w)
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,12 +94,13 @@ def _luma_weights(device: torch.device, dtype: torch.dtype) -> Tensor:
 # crop: random resized crop
 # ---------------------------------------------------------------------------------------------
 
-def _crop_params(n: int, height: int, width: int, generator: torch.Generator, device: torch.device, *,
+def _crop_params(shape: Shape, generator: torch.Generator, device: torch.device, *,
                  scale: tuple[float, float] = (0.08, 1.0),
                  ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> dict[str, Tensor]:
     """Crop boxes (top, left, height, width), int64 of shape (N,), drawn as torchvision's
     RandomResizedCrop.get_params does: ten tries of area and log-aspect, the first box that fits,
     else a centre crop with the aspect ratio clamped into ``ratio``."""
+    n, _, height, width = shape
     tries = 10
     area = height * width
     target = area * (torch.rand(n, tries, generator=generator, device=device) * (scale[1] - scale[0]) + scale[0])
@@ -183,7 +189,7 @@ def crop(x: Tensor, generator: torch.Generator, *, image_size: int,
     """Random resized crop to image_size x image_size (torchvision RandomResizedCrop semantics)."""
     if interpolation not in _FILTERS:
         raise ValueError(f"crop interpolation must be one of {', '.join(_FILTERS)} (got {interpolation!r})")
-    params = _crop_params(x.shape[0], x.shape[-2], x.shape[-1], generator, x.device, scale=scale, ratio=ratio)
+    params = _crop_params(x.shape, generator, x.device, scale=scale, ratio=ratio)
     return _crop_apply(x, **params, image_size=image_size, interpolation=interpolation)
 
 
@@ -200,7 +206,8 @@ def _resize_full(x: Tensor, image_size: int) -> Tensor:
 # flip
 # ---------------------------------------------------------------------------------------------
 
-def _flip_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.5) -> dict[str, Tensor]:
+def _flip_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.5) -> dict[str, Tensor]:
+    n = shape[0]
     return {"flipped": _bernoulli(n, p, generator, device)}
 
 
@@ -210,7 +217,7 @@ def _flip_apply(x: Tensor, flipped: Tensor) -> Tensor:
 
 def flip(x: Tensor, generator: torch.Generator, *, p: float = 0.5) -> Tensor:
     """Horizontal flip of each image with probability p."""
-    return _flip_apply(x, **_flip_params(x.shape[0], generator, x.device, p=p))
+    return _flip_apply(x, **_flip_params(x.shape, generator, x.device, p=p))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +228,7 @@ def flip(x: Tensor, generator: torch.Generator, *, p: float = 0.5) -> Tensor:
 _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = 0, 1, 2, 3
 
 
-def _color_jitter_params(n: int, generator: torch.Generator, device: torch.device, *,
+def _color_jitter_params(shape: Shape, generator: torch.Generator, device: torch.device, *,
                          strength: float = 1.0, p: float = 0.8) -> dict[str, Tensor]:
     """Per sample: whether jitter applies, the factors of brightness/contrast/saturation (uniform in
     [max(0, 1 - 0.8s), 1 + 0.8s]), the hue shift (uniform in [-0.2s, 0.2s]) and a random order of
@@ -232,6 +239,7 @@ def _color_jitter_params(n: int, generator: torch.Generator, device: torch.devic
     hue at a given position are a fixed-size slice: hue, the costly operation, is then computed once
     per image instead of at all four positions, with no data-dependent shapes (no device sync).
     """
+    n = shape[0]
     b = 0.8 * strength
     h = min(0.2 * strength, 0.5)
     applied = _bernoulli(n, p, generator, device)
@@ -299,14 +307,15 @@ def _color_jitter_apply(x: Tensor, applied: Tensor, factors: Tensor, hue: Tensor
 def color_jitter(x: Tensor, generator: torch.Generator, *, strength: float = 1.0, p: float = 0.8) -> Tensor:
     """SimCLR colour distortion: brightness, contrast, saturation, hue in a random order per sample,
     applied to each image with probability p."""
-    return _color_jitter_apply(x, **_color_jitter_params(x.shape[0], generator, x.device, strength=strength, p=p))
+    return _color_jitter_apply(x, **_color_jitter_params(x.shape, generator, x.device, strength=strength, p=p))
 
 
 # ---------------------------------------------------------------------------------------------
 # grayscale
 # ---------------------------------------------------------------------------------------------
 
-def _grayscale_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.2) -> dict[str, Tensor]:
+def _grayscale_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.2) -> dict[str, Tensor]:
+    n = shape[0]
     return {"grey": _bernoulli(n, p, generator, device)}
 
 
@@ -316,7 +325,7 @@ def _grayscale_apply(x: Tensor, grey: Tensor) -> Tensor:
 
 def grayscale(x: Tensor, generator: torch.Generator, *, p: float = 0.2) -> Tensor:
     """Replace each image by its luma in every channel with probability p."""
-    return _grayscale_apply(x, **_grayscale_params(x.shape[0], generator, x.device, p=p))
+    return _grayscale_apply(x, **_grayscale_params(x.shape, generator, x.device, p=p))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,15 +337,19 @@ def blur_kernel_size_for(side: int) -> int:
     return (side // 10) // 2 * 2 + 1
 
 
-def _blur_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.5,
+def _blur_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.5,
                  sigma: tuple[float, float] = (0.1, 2.0)) -> dict[str, Tensor]:
+    n = shape[0]
     return {"blurred": _bernoulli(n, p, generator, device), "sigma": _uniform(n, sigma[0], sigma[1], generator, device)}
 
 
-def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int) -> Tensor:
+def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int | None = None) -> Tensor:
     """Separable Gaussian blur with a per-sample sigma: grouped convolutions, one group per channel
-    of each image, reflect padding (torchvision gaussian_blur)."""
-    if kernel_size <= 1:
+    of each image, reflect padding (torchvision gaussian_blur). kernel_size None: 10% of the side."""
+    kernel_size = blur_kernel_size_for(min(x.shape[-2:])) if kernel_size is None else kernel_size
+    if kernel_size % 2 == 0 or kernel_size < 1:
+        raise ValueError(f"blur kernel_size must be a positive odd integer (got {kernel_size})")
+    if kernel_size == 1:
         return x
     n, c, h, w = x.shape
     half = (kernel_size - 1) / 2
@@ -353,18 +366,16 @@ def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int) 
 def blur(x: Tensor, generator: torch.Generator, *, p: float = 0.5, sigma: tuple[float, float] = (0.1, 2.0),
          kernel_size: int | None = None) -> Tensor:
     """Gaussian blur with sigma uniform in ``sigma``, with probability p; kernel 10% of the side."""
-    k = blur_kernel_size_for(min(x.shape[-2:])) if kernel_size is None else kernel_size
-    if k % 2 == 0 or k < 1:
-        raise ValueError(f"blur kernel_size must be a positive odd integer (got {k})")
-    return _blur_apply(x, **_blur_params(x.shape[0], generator, x.device, p=p, sigma=sigma), kernel_size=k)
+    return _blur_apply(x, **_blur_params(x.shape, generator, x.device, p=p, sigma=sigma), kernel_size=kernel_size)
 
 
 # ---------------------------------------------------------------------------------------------
 # rotate (TF2 port)
 # ---------------------------------------------------------------------------------------------
 
-def _rotate_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.5,
+def _rotate_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.5,
                    degrees: float = 30.0) -> dict[str, Tensor]:
+    n = shape[0]
     return {"rotated": _bernoulli(n, p, generator, device), "angle": _uniform(n, -degrees, degrees, generator, device)}
 
 
@@ -384,15 +395,16 @@ def _rotate_apply(x: Tensor, rotated: Tensor, angle: Tensor) -> Tensor:
 
 def rotate(x: Tensor, generator: torch.Generator, *, p: float = 0.5, degrees: float = 30.0) -> Tensor:
     """Rotate by an angle uniform in [-degrees, degrees] with probability p; corners become black."""
-    return _rotate_apply(x, **_rotate_params(x.shape[0], generator, x.device, p=p, degrees=degrees))
+    return _rotate_apply(x, **_rotate_params(x.shape, generator, x.device, p=p, degrees=degrees))
 
 
 # ---------------------------------------------------------------------------------------------
 # brightness (ablation fork: tf.image.random_brightness, additive)
 # ---------------------------------------------------------------------------------------------
 
-def _brightness_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.8,
+def _brightness_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.8,
                        max_delta: float = 0.4) -> dict[str, Tensor]:
+    n = shape[0]
     applied = _bernoulli(n, p, generator, device)
     delta = _uniform(n, -max_delta, max_delta, generator, device)
     return {"delta": torch.where(applied, delta, torch.zeros_like(delta))}
@@ -404,14 +416,15 @@ def _brightness_apply(x: Tensor, delta: Tensor) -> Tensor:
 
 def brightness(x: Tensor, generator: torch.Generator, *, p: float = 0.8, max_delta: float = 0.4) -> Tensor:
     """Add a delta uniform in [-max_delta, max_delta] to every pixel with probability p, then clip."""
-    return _brightness_apply(x, **_brightness_params(x.shape[0], generator, x.device, p=p, max_delta=max_delta))
+    return _brightness_apply(x, **_brightness_params(x.shape, generator, x.device, p=p, max_delta=max_delta))
 
 
 # ---------------------------------------------------------------------------------------------
 # invert and solarize
 # ---------------------------------------------------------------------------------------------
 
-def _invert_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.5) -> dict[str, Tensor]:
+def _invert_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.5) -> dict[str, Tensor]:
+    n = shape[0]
     return {"inverted": _bernoulli(n, p, generator, device)}
 
 
@@ -421,10 +434,11 @@ def _invert_apply(x: Tensor, inverted: Tensor) -> Tensor:
 
 def invert(x: Tensor, generator: torch.Generator, *, p: float = 0.5) -> Tensor:
     """Photographic negative (1 - x) of each image with probability p."""
-    return _invert_apply(x, **_invert_params(x.shape[0], generator, x.device, p=p))
+    return _invert_apply(x, **_invert_params(x.shape, generator, x.device, p=p))
 
 
-def _solarize_params(n: int, generator: torch.Generator, device: torch.device, *, p: float = 0.2) -> dict[str, Tensor]:
+def _solarize_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.2) -> dict[str, Tensor]:
+    n = shape[0]
     return {"solarized": _bernoulli(n, p, generator, device)}
 
 
@@ -434,14 +448,14 @@ def _solarize_apply(x: Tensor, solarized: Tensor, *, threshold: float = 0.5) -> 
 
 def solarize(x: Tensor, generator: torch.Generator, *, p: float = 0.2, threshold: float = 0.5) -> Tensor:
     """Invert the pixels at or above threshold, with probability p per image (BYOL's p = 0.2)."""
-    return _solarize_apply(x, **_solarize_params(x.shape[0], generator, x.device, p=p), threshold=threshold)
+    return _solarize_apply(x, **_solarize_params(x.shape, generator, x.device, p=p), threshold=threshold)
 
 
 # ---------------------------------------------------------------------------------------------
 # noise: gaussian_noise (TF2 port), salt_and_pepper (ablation fork)
 # ---------------------------------------------------------------------------------------------
 
-def _gaussian_noise_params(shape: torch.Size, generator: torch.Generator, device: torch.device, *,
+def _gaussian_noise_params(shape: Shape, generator: torch.Generator, device: torch.device, *,
                            p: float = 0.5) -> dict[str, Tensor]:
     return {"noisy": _bernoulli(shape[0], p, generator, device),
             "noise": torch.randn(shape, generator=generator, device=device)}
@@ -456,7 +470,7 @@ def gaussian_noise(x: Tensor, generator: torch.Generator, *, p: float = 0.5, std
     return _gaussian_noise_apply(x, **_gaussian_noise_params(x.shape, generator, x.device, p=p), std=std)
 
 
-def _salt_and_pepper_params(shape: torch.Size, generator: torch.Generator, device: torch.device, *,
+def _salt_and_pepper_params(shape: Shape, generator: torch.Generator, device: torch.device, *,
                             p: float = 0.5) -> dict[str, Tensor]:
     n, _, h, w = shape
     return {"noisy": _bernoulli(n, p, generator, device),
@@ -481,9 +495,10 @@ def salt_and_pepper(x: Tensor, generator: torch.Generator, *, p: float = 0.5, am
 # cutout (TF2 port; DeVries & Taylor 2017)
 # ---------------------------------------------------------------------------------------------
 
-def _cutout_params(n: int, height: int, width: int, generator: torch.Generator, device: torch.device, *,
+def _cutout_params(shape: Shape, generator: torch.Generator, device: torch.device, *,
                    p: float = 0.5) -> dict[str, Tensor]:
     """Whether each image is cut, and the square's centre, uniform over the pixels."""
+    n, _, height, width = shape
     return {"cut": _bernoulli(n, p, generator, device),
             "cy": (torch.rand(n, generator=generator, device=device) * height).long().clamp(max=height - 1),
             "cx": (torch.rand(n, generator=generator, device=device) * width).long().clamp(max=width - 1)}
@@ -504,7 +519,7 @@ def _cutout_apply(x: Tensor, cut: Tensor, cy: Tensor, cx: Tensor, *, size: float
 
 def cutout(x: Tensor, generator: torch.Generator, *, p: float = 0.5, size: float = 0.5) -> Tensor:
     """With probability p per image, black out a square of side size x the shorter side."""
-    params = _cutout_params(x.shape[0], x.shape[-2], x.shape[-1], generator, x.device, p=p)
+    params = _cutout_params(x.shape, generator, x.device, p=p)
     return _cutout_apply(x, **params, size=size)
 
 
@@ -512,13 +527,21 @@ def cutout(x: Tensor, generator: torch.Generator, *, p: float = 0.5, size: float
 # standardize (ablation fork: tf.image.per_image_standardization)
 # ---------------------------------------------------------------------------------------------
 
-def standardize(x: Tensor, generator: torch.Generator) -> Tensor:
-    """(x - mean) / max(std, 1 / sqrt(numel)) over each whole image; draws nothing from generator.
-    The result is no longer in [0, 1], which is why it comes last in PAPER_ORDER."""
+def _standardize_params(shape: Shape, generator: torch.Generator, device: torch.device) -> dict[str, Tensor]:
+    return {}
+
+
+def _standardize_apply(x: Tensor) -> Tensor:
     numel = x[0].numel()
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     std = x.std(dim=(1, 2, 3), keepdim=True, correction=0)
     return (x - mean) / std.clamp(min=1.0 / math.sqrt(numel))
+
+
+def standardize(x: Tensor, generator: torch.Generator) -> Tensor:
+    """(x - mean) / max(std, 1 / sqrt(numel)) over each whole image; draws nothing from generator.
+    The result is no longer in [0, 1], which is why it comes last in PAPER_ORDER."""
+    return _standardize_apply(x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -560,6 +583,10 @@ def _tunable(name: str) -> dict[str, object]:
 AUGMENTATION_PARAMS: dict[str, object] = {
     f"{name}_{field}": default for name in PAPER_ORDER for field, default in _tunable(name).items()}
 
+# Each augmentation as its two halves: draw (random, eager) and apply (pure tensor code, compilable).
+_PARTS: dict[str, tuple[Callable[..., dict[str, Tensor]], Callable[..., Tensor]]] = {
+    name: (globals()[f"_{name}_params"], globals()[f"_{name}_apply"]) for name in PAPER_ORDER}
+
 
 def _pipeline_params(params: dict[str, object]) -> dict[str, dict[str, object]]:
     """Split ``<augmentation>_<parameter>`` keys by augmentation, refusing unknown ones."""
@@ -567,23 +594,33 @@ def _pipeline_params(params: dict[str, object]) -> dict[str, dict[str, object]]:
     # Longest names first so that "color_jitter_p" is not read as an augmentation "color".
     names = sorted(AUGMENTATIONS, key=len, reverse=True)
     for key, value in params.items():
-        for name in names:
-            field = key[len(name) + 1:]
-            if key.startswith(name + "_") and field in _tunable(name):
-                by_name[name][field] = value
-                break
-        else:
+        if key not in AUGMENTATION_PARAMS:
             raise ValueError(f"unknown augmentation parameter {key!r}; valid: {', '.join(AUGMENTATION_PARAMS)}")
+        name = next(n for n in names if key.startswith(n + "_") and key[len(n) + 1:] in _tunable(n))
+        by_name[name][key[len(name) + 1:]] = value
     return by_name
 
 
-def build_pipeline(names, *, image_size: int, color_jitter_strength: float = 1.0, **params) -> Pipeline:
-    """Build ``fn(batch, generator) -> float32 NCHW in [0, 1]`` (standardize excepted) applying the chosen augmentations
-    in PAPER_ORDER to a uint8 (or float in [0, 1]) NCHW batch, with per-sample randomness drawn
-    from ``generator`` (on the batch's device). The output is always image_size x image_size.
+def _split(name: str, kwargs: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
+    """An augmentation's keyword arguments as (those its draw takes, those its apply takes)."""
+    draw_names = inspect.signature(_PARTS[name][0]).parameters
+    return ({k: v for k, v in kwargs.items() if k in draw_names},
+            {k: v for k, v in kwargs.items() if k not in draw_names})
+
+
+def build_pipeline(names, *, image_size: int, color_jitter_strength: float = 1.0,
+                   compile: bool | str = False, **params) -> Pipeline:
+    """Build ``fn(batch, generator) -> float32 NCHW in [0, 1]`` (standardize excepted) applying the
+    chosen augmentations in PAPER_ORDER to a uint8 (or float in [0, 1]) NCHW batch, with per-sample
+    randomness drawn from ``generator`` (on the batch's device). The output is always
+    image_size x image_size. For the same generator state it equals calling the chosen public
+    functions one after the other.
 
     ``names``: an iterable of augmentation names (order does not matter) or a comma-joined string.
     ``params``: ``<augmentation>_<parameter>`` values, listed in this module's docstring.
+    ``compile``: run the deterministic half (everything but the random draws, which come first)
+    through ``torch.compile``: on a GPU its dozens of small elementwise kernels fuse into a few.
+    True uses the default backend (inductor); a string names the backend.
     """
     if isinstance(names, str):
         names = [n for n in (part.strip() for part in names.split(",")) if n]
@@ -594,15 +631,38 @@ def build_pipeline(names, *, image_size: int, color_jitter_strength: float = 1.0
                          f"valid: {', '.join(PAPER_ORDER)}")
     by_name = _pipeline_params(dict(params, color_jitter_strength=color_jitter_strength))
     by_name["crop"]["image_size"] = image_size
-    steps = [(AUGMENTATIONS[name], by_name[name]) for name in PAPER_ORDER if name in chosen]
-    crops = "crop" in chosen
+    if by_name["crop"].get("interpolation", "bilinear") not in _FILTERS:
+        raise ValueError(f"crop_interpolation must be one of {', '.join(_FILTERS)} "
+                         f"(got {by_name['crop']['interpolation']!r})")
+    kernel = by_name["blur"].get("kernel_size")
+    if kernel is not None and (kernel % 2 == 0 or kernel < 1):
+        raise ValueError(f"blur_kernel_size must be a positive odd integer (got {kernel})")
+    steps = [(name, *_split(name, by_name[name])) for name in PAPER_ORDER if name in chosen]
+
+    def transform(batch: Tensor, drawn: list[dict[str, Tensor]]) -> Tensor:
+        x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+        if "crop" not in chosen and x.shape[-2:] != (image_size, image_size):
+            x = _resize_full(x, image_size)
+        for (name, _, apply_kw), values in zip(steps, drawn):
+            x = _PARTS[name][1](x, **values, **apply_kw)
+        return x
+
+    if compile:
+        backend = "inductor" if compile is True else compile
+        run = torch.compile(transform, dynamic=False, backend=backend)
+    else:
+        run = transform
 
     def pipeline(batch: Tensor, generator: torch.Generator) -> Tensor:
-        x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
-        if not crops and x.shape[-2:] != (image_size, image_size):
-            x = _resize_full(x, image_size)
-        for fn, kwargs in steps:
-            x = fn(x, generator, **kwargs)
-        return x
+        n, c = batch.shape[:2]
+        # The draws need the shape each augmentation will see: image_size from the crop (or the
+        # resize that replaces it) on.
+        shape = (n, c, *batch.shape[-2:]) if "crop" in chosen else (n, c, image_size, image_size)
+        drawn = []
+        for name, draw_kw, _ in steps:
+            drawn.append(_PARTS[name][0](shape, generator, batch.device, **draw_kw))
+            if name == "crop":
+                shape = (n, c, image_size, image_size)
+        return run(batch, drawn)
 
     return pipeline

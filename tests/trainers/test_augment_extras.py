@@ -25,7 +25,7 @@ def _images(n=16, h=32, w=32, seed=1):
 @pytest.mark.parametrize("h, w", [(32, 32), (24, 40)])
 def test_rotate_matches_torchvision_rotate(h, w):
     x = _images(12, h, w)
-    p = A._rotate_params(12, _gen(), CPU, p=0.7, degrees=60.0)
+    p = A._rotate_params(x.shape, _gen(), CPU, p=0.7, degrees=60.0)
     out = A._rotate_apply(x, **p)
     for i in range(12):
         ref = x[i]
@@ -36,7 +36,7 @@ def test_rotate_matches_torchvision_rotate(h, w):
 
 
 def test_rotate_angles_are_uniform_in_the_declared_range():
-    p = A._rotate_params(20_000, _gen(), CPU, degrees=30.0)
+    p = A._rotate_params((20_000, 3, 1, 1), _gen(), CPU, degrees=30.0)
     angle = p["angle"]
     assert angle.abs().max() <= 30.0 and abs(angle.mean().item()) < 0.5  # sd of mean 0.12
     assert abs(angle.std().item() - 30 / math.sqrt(3)) < 0.5
@@ -47,14 +47,14 @@ def test_rotate_angles_are_uniform_in_the_declared_range():
 
 def test_brightness_matches_a_float64_reference():
     x = _images()
-    p = A._brightness_params(16, _gen(), CPU)
+    p = A._brightness_params(x.shape, _gen(), CPU)
     out = A._brightness_apply(x, **p)
     ref = (x.double() + p["delta"].double().view(-1, 1, 1, 1)).clamp(0, 1)
     torch.testing.assert_close(out.double(), ref, atol=TOL, rtol=0)
 
 
 def test_brightness_delta_distribution():
-    delta = A._brightness_params(20_000, _gen(), CPU, p=0.8, max_delta=0.4)["delta"]
+    delta = A._brightness_params((20_000, 3, 1, 1), _gen(), CPU, p=0.8, max_delta=0.4)["delta"]
     applied = delta != 0
     assert abs(applied.double().mean().item() - 0.8) < 0.02
     assert delta.abs().max() <= 0.4 and abs(delta[applied].mean().item()) < 0.01  # sd of mean 0.0018
@@ -65,7 +65,7 @@ def test_brightness_delta_distribution():
 
 def test_invert_matches_torchvision_invert():
     x = _images()
-    p = A._invert_params(16, _gen(), CPU)
+    p = A._invert_params(x.shape, _gen(), CPU)
     out = A._invert_apply(x, **p)
     for i in range(16):
         torch.testing.assert_close(out[i], TF.invert(x[i]) if p["inverted"][i] else x[i], atol=0, rtol=0)
@@ -74,7 +74,7 @@ def test_invert_matches_torchvision_invert():
 @pytest.mark.parametrize("threshold", [0.3, 0.5])
 def test_solarize_matches_torchvision_solarize(threshold):
     x = _images()
-    p = A._solarize_params(16, _gen(), CPU, p=0.5)
+    p = A._solarize_params(x.shape, _gen(), CPU, p=0.5)
     out = A._solarize_apply(x, **p, threshold=threshold)
     for i in range(16):
         ref = TF.solarize(x[i], threshold) if p["solarized"][i] else x[i]
@@ -82,8 +82,8 @@ def test_solarize_matches_torchvision_solarize(threshold):
 
 
 def test_invert_and_solarize_rates():
-    assert abs(A._invert_params(20_000, _gen(), CPU)["inverted"].double().mean().item() - 0.5) < 0.02
-    assert abs(A._solarize_params(20_000, _gen(), CPU)["solarized"].double().mean().item() - 0.2) < 0.015
+    assert abs(A._invert_params((20_000, 3, 1, 1), _gen(), CPU)["inverted"].double().mean().item() - 0.5) < 0.02
+    assert abs(A._solarize_params((20_000, 3, 1, 1), _gen(), CPU)["solarized"].double().mean().item() - 0.2) < 0.015
 
 
 # --- gaussian_noise ------------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def test_gaussian_noise_has_the_declared_standard_deviation():
     out = A.gaussian_noise(grey, _gen(), p=1.0, std=0.1)
     # 614k values: sd of the mean 1.3e-4; clipping at 5 sd is negligible.
     assert abs(out.mean().item() - 0.5) < 1e-3 and abs(out.std().item() - 0.1) < 1e-3
-    rate = A._gaussian_noise_params(torch.Size((20_000, 1, 1, 1)), _gen(), CPU)["noisy"].double().mean()
+    rate = A._gaussian_noise_params((20_000, 1, 1, 1), _gen(), CPU)["noisy"].double().mean()
     assert abs(rate.item() - 0.5) < 0.02
 
 
@@ -133,7 +133,7 @@ def test_salt_and_pepper_hits_the_declared_fraction_of_pixels():
 
 def test_cutout_matches_a_float64_reference():
     x = _images(16, 20, 28)
-    p = A._cutout_params(16, 20, 28, _gen(), CPU, p=0.7)
+    p = A._cutout_params(x.shape, _gen(), CPU, p=0.7)
     out = A._cutout_apply(x, **p, size=0.4)
     side = int(0.4 * 20)
     ref = x.double().clone()
@@ -156,7 +156,7 @@ def test_cutout_erases_the_analytic_mean_area():
     erased = 1 - out.mean(dim=(1, 2, 3))
     expected = _expected_clipped_length(32, 16) ** 2 / 32 ** 2
     assert abs(erased.mean().item() - expected) < 0.003  # sd of mean ~ 5e-4
-    rate = (A._cutout_params(n, 32, 32, _gen(), CPU)["cut"]).double().mean().item()
+    rate = (A._cutout_params((n, 1, 32, 32), _gen(), CPU)["cut"]).double().mean().item()
     assert abs(rate - 0.5) < 0.02
 
 
