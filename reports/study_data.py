@@ -42,7 +42,7 @@ class StudyData:
         metric = self.declaration.get("metric")
         if isinstance(metric, dict) and metric.get("name"):
             return str(metric["name"])
-        return DEFAULT_METRIC
+        return metric if isinstance(metric, str) and metric else DEFAULT_METRIC
 
     @property
     def maximize(self) -> bool:

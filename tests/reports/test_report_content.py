@@ -189,3 +189,19 @@ def test_a_minimised_metric_ranks_lowest_first(tmp_path):
     first_row = page.split('<section id="leaderboard">')[1].split("<tbody><tr>")[1].split("</tr>")[0]
     assert f"<td>{means.idxmin()}</td>" in first_row
     assert "mean loss" in page and "(minimize)" in page
+
+
+def test_ragged_tables_still_build(tmp_path):
+    """Missing params, timestamps and config ids, and epochs of a trial the trials table lacks."""
+    tables = StudyTables(tmp_path)
+    (tmp_path / "study.yaml").write_text("name: ragged\nmetric: knn_top1\n")
+    rows = [{"trial_id": f"t{i}", "config_id": None if i == 0 else f"c{i}", "seed": 0, "status": "completed",
+             "param.similarity": ["cosine", "dot"][i % 2], "best.knn_top1": 0.1 * i + 0.05, "gpu_s": 10.0 * (i + 1)}
+            for i in range(5)]
+    rows[1]["param.temperature"] = 0.1
+    rows[2]["started_at"] = "2025-01-01T00:00:00"
+    tables.upsert_trials(rows)
+    tables.append_epochs([{"trial_id": "t3", "epoch": 1, "knn_top1": 0.3}, {"trial_id": "ghost", "epoch": 1}])
+    page = build_report(tmp_path).read_text()
+    assert {"summary", "leaderboard", "curves", "cost", "choice-similarity"} <= _section_ids(page)
+    assert "<h1>ragged</h1>" in page
