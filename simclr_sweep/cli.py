@@ -43,6 +43,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if outcome.counts and set(outcome.counts) == {"failed"} else 0
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from simclr_sweep.runner import resume_study
+
+    outcome = resume_study(Path(args.study_dir), address=args.address)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
+    print(f"finished: {counts}")
+    print(f"report: {outcome.report}")
+    return 1 if outcome.counts and set(outcome.counts) == {"failed"} else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from reports.report import build_report
 
@@ -60,10 +70,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     print(study_status(Path(args.study_dir)))
     return 0
-
-
-def cmd_not_yet(args: argparse.Namespace) -> int:
-    return _fail(f"`simclr-sweep {args.command}` is not supported yet (see README: roadmap)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -85,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="continue an interrupted study")
     resume.add_argument("study_dir", metavar="STUDY_DIR")
-    resume.set_defaults(func=cmd_not_yet)
+    resume.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    resume.set_defaults(func=cmd_resume)
 
     status = sub.add_parser("status", help="trials by status, best so far, what is running")
     status.add_argument("study_dir", metavar="STUDY_DIR")

@@ -19,13 +19,12 @@ from ray.tune import Callback
 
 from reports.tables import StudyTables, flatten_params, summarize_metrics
 from simclr_sweep.study import Study
-from simclr_sweep.trainable import TRIAL_INDEX, TrialSetup, train_options, trial_seed
+from simclr_sweep.trainable import TrialSetup, sampled_params, table_trial_id, train_options, trial_seed
 
 
 def config_id(config: dict[str, Any]) -> str:
     """A short stable id of a sampled configuration; repeats with other seeds share it."""
-    sampled = {k: v for k, v in config.items() if k != TRIAL_INDEX}
-    digest = hashlib.sha1(json.dumps(sampled, sort_keys=True, default=str).encode()).hexdigest()
+    digest = hashlib.sha1(json.dumps(sampled_params(config), sort_keys=True, default=str).encode()).hexdigest()
     return digest[:10]
 
 
@@ -38,13 +37,16 @@ class TrialRecord:
     """What the driver knows about one trial, enough to write its row."""
 
     trial_id: str
-    config: dict[str, Any]
+    config_id: str
+    seed: int
     options: dict[str, Any]
     started_at: datetime
     status: str = "running"
     epochs: list[dict[str, float]] = field(default_factory=list)
     error: str | None = None
     ended_at: datetime | None = None
+    wall_before: float = 0.0  # seconds run in earlier sessions (before a resume)
+    session_start: datetime | None = None  # when it started running in this driver session
 
 
 class TableRecorder(Callback):
@@ -69,48 +71,62 @@ class TableRecorder(Callback):
 
     # -- Tune's events --
 
+    def setup(self, **info):
+        """Start from what the tables already hold (a resumed study)."""
+        self.loaded()
+
+    def loaded(self) -> "TableRecorder":
+        """Load every trial the tables already hold; returns self."""
+        self.records.update(load_records(self.tables, self.trial_setup))
+        return self
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        record = self.records.get(trial.trial_id)
-        if record is None:
-            record = TrialRecord(
-                trial_id=trial.trial_id,
-                config=dict(trial.config),
-                options=train_options(self.trial_setup, dict(trial.config)),
-                started_at=_now(),
-            )
-            self.records[trial.trial_id] = record
-        record.status = "running"
+        record = self._record(trial)
+        if record.session_start is None or record.ended_at is not None:  # continued by resume or retried
+            record.wall_before = self._wall(record)
+            record.session_start = _now()
+        record.status, record.ended_at, record.error = "running", None, None
         self._write_trial(record)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        record = self.records.get(trial.trial_id)
-        if record is None:
-            self.on_trial_start(iteration, trials, trial)
-            record = self.records[trial.trial_id]
+        record = self._record(trial)
         metrics = _epoch_metrics(result)
         if "epoch" not in metrics:
             return
         record.epochs = [e for e in record.epochs if e["epoch"] != metrics["epoch"]] + [metrics]
+        record.epochs.sort(key=lambda e: e["epoch"])
         self.tables.append_epochs([{"trial_id": record.trial_id, **metrics}])
         self._write_trial(record)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        record = self.records.get(trial.trial_id)
-        if record is None:
-            return
+        record = self._record(trial)
         record.ended_at = _now()
         record.status = self._final_status(record)
         self._write_trial(record)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        record = self.records.get(trial.trial_id)
-        if record is None:
-            self.on_trial_start(iteration, trials, trial)
-            record = self.records[trial.trial_id]
+        record = self._record(trial)
         record.ended_at = _now()
         record.status = "failed"
         record.error = _error_text(trial)
         self._write_trial(record)
+
+    def _record(self, trial) -> TrialRecord:
+        trial_id = table_trial_id(trial)
+        record = self.records.get(trial_id)
+        if record is None:
+            config = dict(trial.config)
+            now = _now()
+            record = TrialRecord(
+                trial_id=trial_id,
+                config_id=config_id(config),
+                seed=trial_seed(self.trial_setup.fixed, config),
+                options=train_options(self.trial_setup, config),
+                started_at=now,
+                session_start=now,
+            )
+            self.records[trial_id] = record
+        return record
 
     def on_experiment_end(self, trials, **info):
         self.tables.compact_epochs()
@@ -127,13 +143,19 @@ class TableRecorder(Callback):
     def _write_trial(self, record: TrialRecord) -> None:
         self.tables.upsert_trials([self.trial_row(record)])
 
-    def trial_row(self, record: TrialRecord) -> dict[str, Any]:
+    @staticmethod
+    def _wall(record: TrialRecord) -> float:
+        if record.session_start is None:
+            return record.wall_before
         end = record.ended_at or _now()
-        wall = (end - record.started_at).total_seconds()
+        return record.wall_before + max((end - record.session_start).total_seconds(), 0.0)
+
+    def trial_row(self, record: TrialRecord) -> dict[str, Any]:
+        wall = self._wall(record)
         return {
             "trial_id": record.trial_id,
-            "config_id": config_id(record.config),
-            "seed": trial_seed(self.trial_setup.fixed, record.config),
+            "config_id": record.config_id,
+            "seed": record.seed,
             "status": record.status,
             **flatten_params({k: v for k, v in record.options.items() if k != "seed"}),
             **summarize_metrics(record.epochs),
@@ -164,6 +186,56 @@ class TableRecorder(Callback):
                 if best is None or sign * value > sign * best[1]:
                     best = (record.trial_id, value)
         return best
+
+
+def load_records(tables: StudyTables, setup: TrialSetup) -> dict[str, TrialRecord]:
+    """Rebuild the driver's view of every recorded trial from the tables."""
+    from reports.schema import METRICS
+
+    trials = tables.read_trials()
+    if trials.empty:
+        return {}
+    epochs = tables.read_epochs()
+    by_trial = {tid: group for tid, group in epochs.groupby("trial_id")} if len(epochs) else {}
+    records = {}
+    for row in trials.to_dict("records"):
+        history = by_trial.get(row["trial_id"])
+        epoch_rows = []
+        if history is not None:
+            for e in history.sort_values("epoch").to_dict("records"):
+                epoch_rows.append({m: float(e[m]) for m in METRICS if m in e and _present(e[m])})
+        ended = row.get("ended_at")
+        records[row["trial_id"]] = TrialRecord(
+            trial_id=row["trial_id"],
+            config_id=row["config_id"],
+            seed=int(row["seed"]),
+            options={**setup.fixed, **params_from_row(row), "seed": int(row["seed"])},
+            started_at=row["started_at"].to_pydatetime(),
+            status=row["status"],
+            epochs=epoch_rows,
+            error=row.get("error") if _present(row.get("error")) else None,
+            ended_at=ended.to_pydatetime() if _present(ended) else None,
+            wall_before=float(row["wall_s"]) if _present(row.get("wall_s")) else 0.0,
+        )
+    return records
+
+
+def params_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The trainer options recorded in a trials row (`param.<name>` columns), as plain Python values."""
+    params = {}
+    for column, value in row.items():
+        if column.startswith("param.") and _present(value):
+            params[column[len("param."):]] = value.item() if hasattr(value, "item") else value
+    return params
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    try:
+        return not bool(value != value)  # NaN and NaT are not equal to themselves
+    except (TypeError, ValueError):
+        return True
 
 
 def _epoch_metrics(result: dict[str, Any]) -> dict[str, float]:

@@ -6,6 +6,7 @@ Every orchestration feature is Tune's or Optuna's own, configured here, not re-i
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -18,6 +19,8 @@ from simclr_sweep.study import Study, StudyError
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+# The classic reporter at verbose=0 prints nothing; our progress view is the live output.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 STUDY_FILE = "study.yaml"
 JOURNAL_FILE = "optuna.journal"
@@ -78,32 +81,44 @@ def start_ray(address: str | None) -> bool:
 def make_scheduler(study: Study):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 
+    # Rungs count epochs, not Tune iterations: a trial continued after a resume starts mid-way.
     es = study.early_stopping
     if es.type == "asha":
         return ASHAScheduler(
-            time_attr="training_iteration",
+            time_attr="epoch",
             max_t=study.epochs,
             grace_period=min(es.grace_period, study.epochs),
             reduction_factor=es.reduction_factor,
         )
     if es.type == "hyperband":
-        return HyperBandScheduler(time_attr="training_iteration", max_t=study.epochs, reduction_factor=es.reduction_factor)
+        return HyperBandScheduler(time_attr="epoch", max_t=study.epochs, reduction_factor=es.reduction_factor)
     if es.type == "median":
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=es.grace_period)
+        return MedianStoppingRule(time_attr="epoch", grace_period=es.grace_period)
     return FIFOScheduler()
 
 
-def make_search(study: Study, study_dir: Path):
+def open_journal(study_dir: Path):
+    """The study's Optuna storage: a JournalStorage file beside the tables, written at each event."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_FILE)))
+
+
+def open_optuna_study(study: Study, storage):
+    import optuna
+
+    return optuna.create_study(storage=storage, study_name=study.name, direction=study.goal, load_if_exists=True)
+
+
+def make_search(study: Study, storage):
     from ray.tune.search import Repeater
     from ray.tune.search.optuna import OptunaSearch
 
     from simclr_sweep.search import define_by_run, make_sampler
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_FILE)))
     searcher = OptunaSearch(
         space=define_by_run(study),
         metric=study.metric,
@@ -118,17 +133,13 @@ def make_search(study: Study, study_dir: Path):
     return searcher
 
 
-def run_study(study: Study, storage: Path, address: str | None = None, stream: TextIO | None = None) -> StudyOutcome:
-    """Run a validated study to the end and write its report."""
+def _tune(study: Study, study_dir: Path, search_alg, num_samples: int, experiment: str, stream: TextIO | None):
+    """Run one Tune experiment of the study; returns the recorder that wrote its tables."""
     from ray import tune
 
-    from reports.report import build_report
     from simclr_sweep.progress import ProgressView
     from simclr_sweep.recording import TableRecorder
-    from simclr_sweep.trainable import TrialSetup, run_trial
-
-    study_dir = prepare_study_dir(study, storage)
-    started_ray = start_ray(address)
+    from simclr_sweep.trainable import TrialSetup, run_trial, trial_dirname
 
     setup = TrialSetup(fixed=dict(study.fixed), metric=study.metric, seeds=study.seeds)
     recorder = TableRecorder(study, study_dir, setup)
@@ -142,14 +153,15 @@ def run_study(study: Study, storage: Path, address: str | None = None, stream: T
         tune_config=tune.TuneConfig(
             metric=study.metric,
             mode=study.mode,
-            search_alg=make_search(study, study_dir),
+            search_alg=search_alg,
             scheduler=make_scheduler(study),
-            num_samples=study.num_trials,
+            num_samples=num_samples,
             max_concurrent_trials=study.max_concurrent,
             time_budget_s=study.time_budget_s,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=TUNE_DIR,
+            name=experiment,
             storage_path=str(study_dir),
             callbacks=[recorder, progress],
             verbose=0,
@@ -157,12 +169,67 @@ def run_study(study: Study, storage: Path, address: str | None = None, stream: T
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
         ),
     )
+    tuner.fit()
+    return recorder
+
+
+def _finish(study_dir: Path, recorder) -> StudyOutcome:
+    from reports.report import build_report
+
+    counts = recorder.counts() if recorder else {}
+    return StudyOutcome(study_dir=study_dir, report=build_report(study_dir), counts=counts)
+
+
+def run_study(study: Study, storage: Path, address: str | None = None, stream: TextIO | None = None) -> StudyOutcome:
+    """Run a validated study to the end and write its report."""
+    study_dir = prepare_study_dir(study, storage)
+    started_ray = start_ray(address)
     try:
-        tuner.fit()
+        storage = open_journal(study_dir)
+        open_optuna_study(study, storage)
+        recorder = _tune(study, study_dir, make_search(study, storage), study.num_trials, TUNE_DIR, stream)
     finally:
         if started_ray:
             import ray
 
             ray.shutdown()
-    report = build_report(study_dir)
-    return StudyOutcome(study_dir=study_dir, report=report, counts=recorder.counts())
+    return _finish(study_dir, recorder)
+
+
+def load_study_dir(study_dir: Path) -> Study:
+    """The declaration a study directory was run with (its frozen `study.yaml`)."""
+    from simclr_sweep.study import load_study
+
+    if not (study_dir / STUDY_FILE).is_file():
+        raise StudyError(str(study_dir), f"not a study directory (no {STUDY_FILE}); give the folder `simclr-sweep run` created")
+    return load_study(study_dir / STUDY_FILE)
+
+
+def resume_study(study_dir: Path, address: str | None = None, stream: TextIO | None = None) -> StudyOutcome:
+    """Continue an interrupted study from its tables and Optuna journal (see `simclr_sweep.resume`)."""
+    from simclr_sweep.resume import ResumingSearch, next_experiment_name, plan_resume
+    from simclr_sweep.recording import TableRecorder
+
+    study_dir = study_dir.resolve()
+    study = load_study_dir(study_dir)
+    storage = open_journal(study_dir)
+    optuna_study = open_optuna_study(study, storage)
+    plan = plan_resume(study, study_dir, optuna_study)
+    out = stream or sys.stdout
+    print(f"resuming {study.name}: {len(plan.continued)} trials to continue, {plan.new_trials} new "
+          f"({plan.told} results told to Optuna from the tables, {plan.failed_suggestions} unused suggestions dropped)",
+          file=out, flush=True)
+    if plan.num_samples == 0:
+        from simclr_sweep.trainable import TrialSetup
+
+        return _finish(study_dir, TableRecorder(study, study_dir, TrialSetup(dict(study.fixed), study.metric, study.seeds)).loaded())
+    started_ray = start_ray(address)
+    try:
+        search = ResumingSearch(make_search(study, storage), study, plan, optuna_study)
+        recorder = _tune(study, study_dir, search, plan.num_samples, next_experiment_name(study_dir), stream)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return _finish(study_dir, recorder)

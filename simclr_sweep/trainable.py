@@ -16,6 +16,9 @@ from ray import tune
 
 CHECKPOINT_FILE = "trainer.pt"
 TRIAL_INDEX = "__trial_index__"  # set by Tune's Repeater when a study repeats configurations
+RESUME_OF = "__resume_of__"  # on resume: the trial id (in our tables) this Tune trial continues
+RESUME_FROM = "__resume_from__"  # on resume: that trial's last checkpoint file, if it left one
+INTERNAL_KEYS = (TRIAL_INDEX, RESUME_OF, RESUME_FROM)
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,22 @@ def trial_seed(setup_fixed: dict[str, Any], config: dict[str, Any]) -> int:
 
 def train_options(setup: TrialSetup, config: dict[str, Any]) -> dict[str, Any]:
     """The full trainer options of a trial: fixed values, then the sampled ones, then the seed."""
-    sampled = {k: v for k, v in config.items() if k != TRIAL_INDEX}
-    return {**setup.fixed, **sampled, "seed": trial_seed(setup.fixed, config)}
+    return {**setup.fixed, **sampled_params(config), "seed": trial_seed(setup.fixed, config)}
+
+
+def sampled_params(config: dict[str, Any]) -> dict[str, Any]:
+    """The searched parameters of a trial's config, without the keys simclr_sweep adds."""
+    return {k: v for k, v in config.items() if k not in INTERNAL_KEYS}
+
+
+def table_trial_id(trial) -> str:
+    """The id a Tune trial has in our tables: its own, or the one of the trial it continues."""
+    return trial.config.get(RESUME_OF) or trial.trial_id
+
+
+def trial_dirname(trial) -> str:
+    """Tune's folder for a trial, named by its id in our tables so a later resume finds its checkpoints."""
+    return f"trial-{table_trial_id(trial)}"
 
 
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
@@ -60,7 +77,8 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        fit(cfg, on_epoch=on_epoch)
+        # A resumed trial's first attempt starts from the checkpoint its earlier run left.
+        fit(cfg, on_epoch=on_epoch, resume_from=config.get(RESUME_FROM))
         return
     with tempfile.TemporaryDirectory(prefix="simclr-resume-") as tmp:
         local = Path(checkpoint.to_directory(tmp))

@@ -1,0 +1,214 @@
+"""Resume an interrupted study from its own records, not from Tune's periodic snapshot.
+
+Tune writes its experiment state every so often, so a driver killed between snapshots forgets
+trials that started (or even finished) after the last one (DESIGN.md, "Resume"). Our tables and the
+Optuna journal are written at each event, so they decide:
+
+- a trial the tables show terminal is never run again and keeps its row;
+- a trial the tables show `running` continues from its last checkpoint under its own id;
+- repeats of a configuration that never started are started (`seeds > 1`);
+- Optuna learns every result exactly once: trials it was never told of are told from the tables
+  (or when their continuation ends), and suggestions that never ran are marked failed;
+- the study ends with exactly the declared number of trials.
+
+The continuation is a new Tune experiment (`tune-resume-<k>/`) beside the first (`tune/`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from reports.tables import StudyTables
+from simclr_sweep.recording import params_from_row
+from simclr_sweep.study import Study
+from simclr_sweep.trainable import CHECKPOINT_FILE, RESUME_FROM, RESUME_OF, TRIAL_INDEX, sampled_params
+
+TERMINAL = ("completed", "early_stopped", "diverged", "failed")
+
+
+@dataclass
+class PendingTell:
+    """An Optuna trial that learns its value once every repeat of its configuration has ended."""
+
+    number: int
+    waiting: set[str]  # table trial ids still running
+    values: list[float] = field(default_factory=list)
+
+
+@dataclass
+class ResumePlan:
+    """What a resumed study runs: continued trials first, then new suggestions."""
+
+    continued: list[dict[str, Any]]  # Tune configs of interrupted or never-started repeats
+    new_trials: int  # trials the searcher still has to suggest
+    pending: dict[str, PendingTell]  # config key -> the Optuna trial waiting for it
+    told: int = 0  # Optuna trials told from the tables during planning
+    failed_suggestions: int = 0  # Optuna trials that never ran, marked failed
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.continued) + self.new_trials
+
+
+def latest_checkpoint(study_dir: Path, trial_id: str) -> Path | None:
+    """The newest checkpoint file any Tune experiment of the study holds for a trial."""
+    files = list(study_dir.glob(f"tune*/trial-{trial_id}/checkpoint_*/{CHECKPOINT_FILE}"))
+    return max(files, key=lambda p: p.stat().st_mtime) if files else None
+
+
+def next_experiment_name(study_dir: Path) -> str:
+    taken = {p.name for p in study_dir.glob("tune-resume-*")}
+    k = 1
+    while f"tune-resume-{k}" in taken:
+        k += 1
+    return f"tune-resume-{k}"
+
+
+def _config_key(study: Study, params: dict[str, Any]) -> str:
+    """Identifies a configuration by its searched values, the same whether read from Optuna or a table."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, bool) or v is None:
+            return v
+        if isinstance(v, (int, float)):
+            return repr(float(v))
+        return str(v)
+
+    return json.dumps({name: norm(params.get(name)) for name in study.parameters}, sort_keys=True)
+
+
+def plan_resume(study: Study, study_dir: Path, optuna_study) -> ResumePlan:
+    """Read the tables, reconcile the Optuna study with them, and say what is left to run."""
+    trials = StudyTables(study_dir).read_trials()
+    rows = trials.to_dict("records") if len(trials) else []
+    base_seed = int(study.fixed.get("seed", 0))
+
+    by_config: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        row["_params"] = {k: v for k, v in params_from_row(row).items() if k in study.parameters}
+        by_config.setdefault(_config_key(study, row["_params"]), []).append(row)
+
+    continued: list[dict[str, Any]] = []
+    for group in by_config.values():
+        for row in group:
+            if row["status"] not in TERMINAL:
+                config = dict(row["_params"])
+                if study.seeds > 1:
+                    config[TRIAL_INDEX] = int(row["seed"]) - base_seed
+                config[RESUME_OF] = row["trial_id"]
+                checkpoint = latest_checkpoint(study_dir, row["trial_id"])
+                if checkpoint is not None:
+                    config[RESUME_FROM] = str(checkpoint)
+                continued.append(config)
+        # Repeats of a configuration the driver never got to start.
+        started = {int(r["seed"]) - base_seed for r in group}
+        for index in range(study.seeds):
+            if study.seeds > 1 and index not in started:
+                continued.append({**group[0]["_params"], TRIAL_INDEX: index})
+
+    pending, told, failed = _reconcile_optuna(study, optuna_study, by_config, base_seed)
+    new_configs = max(study.trials - len(by_config), 0)
+    return ResumePlan(
+        continued=continued,
+        new_trials=new_configs * study.seeds,
+        pending=pending,
+        told=told,
+        failed_suggestions=failed,
+    )
+
+
+def _reconcile_optuna(study: Study, optuna_study, by_config, base_seed: int) -> tuple[dict[str, PendingTell], int, int]:
+    """Tell Optuna what the tables know; keep waiting for what still runs; fail what never ran."""
+    import optuna
+
+    pending: dict[str, PendingTell] = {}
+    told = failed = 0
+    column = f"last.{study.metric}"
+    for ot_trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        key = _config_key(study, ot_trial.params)
+        group = by_config.get(key)
+        if not group or key in pending:
+            optuna_study.tell(ot_trial.number, state=optuna.trial.TrialState.FAIL)
+            failed += 1
+            continue
+        values = [float(r[column]) for r in group
+                  if r["status"] in TERMINAL and column in r and r[column] is not None and math.isfinite(r[column])]
+        waiting = {r["trial_id"] for r in group if r["status"] not in TERMINAL}
+        started = {int(r["seed"]) - base_seed for r in group}
+        waiting |= {f"repeat-{i}" for i in range(study.seeds) if study.seeds > 1 and i not in started}
+        if waiting:
+            pending[key] = PendingTell(number=ot_trial.number, waiting=waiting, values=values)
+        else:
+            _tell(optuna_study, ot_trial.number, values)
+            told += 1
+    return pending, told, failed
+
+
+def _tell(optuna_study, number: int, values: list[float]) -> None:
+    import optuna
+
+    if values:
+        optuna_study.tell(number, sum(values) / len(values))
+    else:
+        optuna_study.tell(number, state=optuna.trial.TrialState.FAIL)
+
+
+class ResumingSearch(Searcher):
+    """Issues the plan's continued trials first, then defers to the study's own searcher."""
+
+    def __init__(self, inner: Searcher, study: Study, plan: ResumePlan, optuna_study):
+        super().__init__(metric=study.metric, mode=study.mode)
+        self.inner = inner
+        self.study = study
+        self.queue = list(plan.continued)
+        self.pending = plan.pending
+        self.optuna_study = optuna_study
+        self.mine: dict[str, dict[str, Any]] = {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return self.inner.set_search_properties(metric, mode, config, **spec)
+
+    def suggest(self, trial_id: str):
+        if self.queue:
+            config = self.queue.pop(0)
+            self.mine[trial_id] = config
+            return dict(config)
+        return self.inner.suggest(trial_id)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self.mine:
+            self.inner.on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        config = self.mine.pop(trial_id, None)
+        if config is None:
+            self.inner.on_trial_complete(trial_id, result=result, error=error)
+            return
+        key = _config_key(self.study, sampled_params(config))
+        waiting = self.pending.get(key)
+        if waiting is None:
+            return
+        value = (result or {}).get(self.study.metric)
+        if not error and value is not None and math.isfinite(value):
+            waiting.values.append(float(value))
+        done_id = config.get(RESUME_OF) or f"repeat-{config.get(TRIAL_INDEX, 0)}"
+        waiting.waiting.discard(done_id)
+        if not waiting.waiting:
+            _tell(self.optuna_study, waiting.number, waiting.values)
+            del self.pending[key]
+
+    def save(self, checkpoint_path: str) -> None:
+        # Tune snapshots the searcher; our resume never restores from it, but keep it readable.
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"queue": self.queue, "mine": self.mine}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.queue, self.mine = state["queue"], state["mine"]

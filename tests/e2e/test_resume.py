@@ -1,0 +1,152 @@
+"""A study whose driver is SIGKILLed mid-way and then resumed ends as if it had never stopped."""
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import psutil
+import pytest
+import yaml
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+GRID = {
+    "name": "resume-grid",
+    "metric": {"name": "knn_top1", "goal": "maximize"},
+    "method": "grid",
+    "max_concurrent": 2,
+    "resources": {"cpu": 1},
+    "fixed": {"dataset": "shapes", "dataset_size": 256, "backbone": "convnet", "epochs": 3,
+              "batch_size": 64, "optimizer": "adam", "lr": 0.002, "eval_every": 1},
+    "parameters": {
+        "temperature": {"values": [0.2, 0.5]},
+        "augmentations": {"values": ["crop", "color_jitter", "color_jitter,crop"]},
+    },
+}
+TERMINAL = {"completed", "early_stopped", "diverged", "failed"}
+
+
+def _trials(study_dir: Path) -> pd.DataFrame:
+    path = study_dir / "tables" / "trials.parquet"
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["status", "epochs_run"])
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the driver and every process it started (Ray's raylet, GCS, workers), by pid."""
+    parent = psutil.Process(proc.pid)
+    victims = [parent] + parent.children(recursive=True)
+    for p in victims:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=30)
+    psutil.wait_procs(victims, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def interrupted_then_resumed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("resume")
+    space = tmp / "grid.yaml"
+    space.write_text(yaml.safe_dump(GRID))
+    study_dir = tmp / "studies" / "resume-grid"
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    run = subprocess.Popen([sys.executable, "-m", "simclr_sweep", "run", str(space), "--storage", str(tmp / "studies")],
+                           cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            t = _trials(study_dir)
+            running = t[(t["status"] == "running") & (t["epochs_run"] >= 1)]
+            if (t["status"].isin(TERMINAL)).sum() >= 1 and len(running) >= 1:
+                break
+            assert run.poll() is None, run.stdout.read().decode()
+            time.sleep(0.5)
+        else:
+            pytest.fail("the study never reached a state with a finished and a half-trained trial")
+    finally:
+        _kill_tree(run)
+    before = _trials(study_dir)
+    resumed = subprocess.run([sys.executable, "-m", "simclr_sweep", "resume", str(study_dir)],
+                             cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+    return before, resumed, study_dir
+
+
+def test_resume_exits_zero(interrupted_then_resumed):
+    _, resumed, study_dir = interrupted_then_resumed
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"report: {study_dir / 'report' / 'index.html'}" in resumed.stdout
+
+
+def test_every_grid_configuration_exactly_once_all_terminal(interrupted_then_resumed):
+    _, _, study_dir = interrupted_then_resumed
+    after = _trials(study_dir)
+    assert len(after) == 6
+    assert after["trial_id"].is_unique
+    assert set(after["status"]) <= TERMINAL
+    seen = sorted(zip(after["param.temperature"], after["param.augmentations"]))
+    grid = sorted(itertools.product([0.2, 0.5], ["crop", "color_jitter", "color_jitter,crop"]))
+    assert seen == grid  # what an uninterrupted grid study runs (tests/simclr_sweep/test_search.py)
+
+
+def test_finished_trials_keep_their_rows_and_interrupted_ones_keep_their_ids(interrupted_then_resumed):
+    before, _, study_dir = interrupted_then_resumed
+    after = _trials(study_dir).set_index("trial_id")
+    for _, row in before.iterrows():
+        assert row["trial_id"] in after.index
+        if row["status"] in TERMINAL:
+            assert after.loc[row["trial_id"], "ended_at"] == row["ended_at"]  # not run again
+        else:
+            assert after.loc[row["trial_id"], "status"] in TERMINAL
+            assert after.loc[row["trial_id"], "epochs_run"] == 3
+
+
+def test_interrupted_trial_continued_from_its_checkpoint(interrupted_then_resumed):
+    before, _, study_dir = interrupted_then_resumed
+    half = before[(before["status"] == "running") & (before["epochs_run"] >= 1)]
+    for _, row in half.iterrows():
+        resumed_dir = study_dir / "tune-resume-1" / f"trial-{row['trial_id']}"
+        reports = max(int(p.name.split("_")[-1]) for p in resumed_dir.glob("checkpoint_*")) + 1
+        # Only the epochs after its last checkpoint were trained again.
+        assert reports <= 3 - int(row["epochs_run"]) + 1
+
+
+def test_epoch_rows_unique_and_complete(interrupted_then_resumed):
+    _, _, study_dir = interrupted_then_resumed
+    epochs = pd.read_parquet(study_dir / "tables" / "epochs")
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    trials = _trials(study_dir)
+    for _, row in trials.iterrows():
+        got = sorted(epochs.loc[epochs["trial_id"] == row["trial_id"], "epoch"].astype(int))
+        assert got == list(range(1, int(row["epochs_run"]) + 1))
+
+
+def test_optuna_learned_each_configuration_once(interrupted_then_resumed):
+    _, _, study_dir = interrupted_then_resumed
+    study = optuna.load_study(study_name="resume-grid",
+                              storage=JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal"))))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert sorted((t.params["temperature"], t.params["augmentations"]) for t in complete) == sorted(
+        itertools.product([0.2, 0.5], ["crop", "color_jitter", "color_jitter,crop"]))
+
+
+def test_no_ray_process_left_behind(interrupted_then_resumed):
+    _, _, study_dir = interrupted_then_resumed
+    leftovers = [p for p in psutil.process_iter(["cmdline"])
+                 if any(str(study_dir) in part for part in (p.info["cmdline"] or []))]
+    assert leftovers == []
+
+
+def test_status_after_resume(interrupted_then_resumed):
+    _, _, study_dir = interrupted_then_resumed
+    out = subprocess.run([sys.executable, "-m", "simclr_sweep", "status", str(study_dir)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "trials: 6 completed" in out.stdout
+    assert "best knn_top1: " in out.stdout
