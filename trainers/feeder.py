@@ -16,8 +16,10 @@ Tensor = torch.Tensor
 # Fraction of the device's free memory a data set may take; the rest is the model's.
 _DEVICE_FRACTION = 0.4
 
-# One device copy per (source tensor, device) in this process, freed with the source.
-_RESIDENT: "weakref.WeakKeyDictionary[Tensor, dict[str, Tensor]]" = weakref.WeakKeyDictionary()
+# One device copy per (source tensor, device) in this process: id(source) -> (weak ref to the
+# source, {device: copy}); the entry goes when the source does. Keyed by id because a
+# WeakKeyDictionary compares tensors with ==, which is elementwise.
+_RESIDENT: dict[int, tuple[weakref.ref, dict[str, Tensor]]] = {}
 
 
 def _fits_on(device: torch.device, nbytes: int) -> bool:
@@ -30,7 +32,14 @@ def _fits_on(device: torch.device, nbytes: int) -> bool:
 
 
 def _resident_copy(images: Tensor, device: torch.device) -> Tensor:
-    copies = _RESIDENT.setdefault(images, {})
+    if images.device == device and images.is_contiguous():
+        return images  # caching the source itself would keep it alive for ever
+    entry = _RESIDENT.get(id(images))
+    if entry is None or entry[0]() is not images:
+        entry = (weakref.ref(images), {})
+        _RESIDENT[id(images)] = entry
+        weakref.finalize(images, _RESIDENT.pop, id(images), None)
+    copies = entry[1]
     key = str(device)
     if key not in copies:
         copies[key] = images.to(device).contiguous()

@@ -62,3 +62,32 @@ def test_feeder_refuses_images_that_are_not_uint8_nchw():
         DeviceFeeder(torch.zeros(2, 3, 4, 4), "cpu")
     with pytest.raises(ValueError, match="uint8 NCHW"):
         DeviceFeeder(torch.zeros(3, 4, 4, dtype=torch.uint8), "cpu")
+
+
+def test_a_data_set_is_held_once_per_process_and_device():
+    images = _indexed(64).permute(0, 1, 3, 2)  # not contiguous: the feeder must make its own copy
+    a, b = DeviceFeeder(images, "cpu"), DeviceFeeder(images, "cpu")
+    assert a.images.is_contiguous() and a.images.data_ptr() == b.images.data_ptr() != images.data_ptr()
+    assert torch.equal(a.images, images)
+
+
+def test_the_held_copy_goes_with_its_source():
+    import gc
+    import weakref
+
+    images = _indexed(64).permute(0, 1, 3, 2)
+    copy = weakref.ref(DeviceFeeder(images, "cpu").images)
+    del images
+    gc.collect()
+    assert copy() is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pinned_host_staging_serves_the_same_batches_on_cuda():
+    images = _indexed(130)
+    resident = DeviceFeeder(images, "cuda")
+    staged = DeviceFeeder(images, "cuda", max_device_bytes=0)
+    assert resident.resident and not staged.resident and staged.images.is_pinned()
+    g1, g2 = (torch.Generator(device="cuda").manual_seed(1) for _ in range(2))
+    for a, b in zip(resident.batches(32, g1), staged.batches(32, g2), strict=True):
+        assert a.device.type == b.device.type == "cuda" and torch.equal(a, b)
