@@ -1,0 +1,94 @@
+"""A trial that raises, one that diverges and one whose worker dies: the study still finishes,
+and each trial ends with the right status and error."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import yaml
+
+
+def _study(data_root: Path) -> dict:
+    return {
+        "name": "failures",
+        "metric": {"name": "knn_top1", "goal": "maximize"},
+        "method": "grid",
+        "max_concurrent": 1,  # one trial at a time, so the test knows whose worker it kills
+        "max_failures": 0,
+        "resources": {"cpu": 1},
+        "fixed": {"dataset_size": 256, "backbone": "convnet", "epochs": 3, "batch_size": 64,
+                  "optimizer": "sgd", "eval_every": 1, "data_root": str(data_root), "download": False},
+        "parameters": {
+            "dataset": {"values": ["shapes", "cifar10"]},  # no CIFAR-10 files under data_root: raises
+            "lr": {"values": [0.05, 0.06, 1.0e30]},  # 1e30 diverges; 0.06's worker gets killed
+        },
+    }
+
+
+def _trials(study_dir: Path) -> pd.DataFrame:
+    path = study_dir / "tables" / "trials.parquet"
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame(
+        columns=["status", "epochs_run", "param.dataset", "param.lr"])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("failures")
+    (tmp / "empty-data").mkdir()
+    space = tmp / "failures.yaml"
+    space.write_text(yaml.safe_dump(_study(tmp / "empty-data")))
+    study_dir = tmp / "studies" / "failures"
+    run = subprocess.Popen([sys.executable, "-m", "simclr_sweep", "run", str(space), "--storage", str(tmp / "studies")],
+                           cwd=tmp, env={**os.environ, "RAY_ADDRESS": ""}, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    killed = None
+    deadline = time.time() + 400
+    while run.poll() is None and time.time() < deadline:
+        t = _trials(study_dir)
+        target = t[(t["param.dataset"] == "shapes") & (t["param.lr"] == 0.06) & (t["status"] == "running")
+                   & (t["epochs_run"] >= 1)]
+        if killed is None and len(target):
+            workers = [p for p in psutil.Process(run.pid).children(recursive=True)
+                       if p.name().startswith("ray::ImplicitFunc") or "ImplicitFunc" in " ".join(p.cmdline())]
+            assert len(workers) == 1, workers
+            workers[0].kill()
+            killed = target.iloc[0]["trial_id"]
+        time.sleep(0.3)
+    output, _ = run.communicate(timeout=120)
+    return run.returncode, output, study_dir, killed
+
+
+def test_study_finishes_despite_failures(finished):
+    code, output, study_dir, killed = finished
+    assert code == 0, output
+    assert killed is not None, "never saw the 0.06 trial running"
+    assert "report: " in output
+
+
+def test_each_trial_has_the_right_status_and_error(finished):
+    _, _, study_dir, killed = finished
+    t = _trials(study_dir).set_index(["param.dataset", "param.lr"])
+    assert len(t) == 6
+    for lr in (0.05, 0.06, 1.0e30):
+        row = t.loc[("cifar10", lr)]
+        assert row["status"] == "failed"
+        assert row["error"].startswith("ValueError: dataset cifar10: no CIFAR-10 files under "), row["error"]
+        assert row["epochs_run"] == 0
+    assert t.loc[("shapes", 0.05), "status"] == "completed"
+    diverged = t.loc[("shapes", 1.0e30)]
+    assert diverged["status"] == "diverged"
+    assert diverged["epochs_run"] == 1  # stopped within its first epoch, not after all three
+    dead = t.loc[("shapes", 0.06)]
+    assert dead["trial_id"] == killed
+    assert dead["status"] == "failed"
+    assert "died" in dead["error"].lower(), dead["error"]
+
+
+def test_failures_are_printed_as_one_line_each(finished):
+    _, output, _, _ = finished
+    assert "Traceback" not in output
+    assert sum(1 for line in output.splitlines() if " failed: " in line and line.startswith("trial ")) == 4
