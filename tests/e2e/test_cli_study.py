@@ -14,7 +14,8 @@ SMALL_STUDY = {
     "name": "e2e-small",
     "metric": {"name": "knn_top1", "goal": "maximize"},
     "method": "tpe",
-    "trials": 4,
+    "trials": 2,
+    "seeds": 2,
     "sampler_seed": 3,
     "max_concurrent": 2,
     "resources": {"cpu": 1, "gpu": 0},
@@ -61,6 +62,16 @@ def test_one_row_per_trial_each_terminal(finished_study):
                    "best.knn_top1", "last.loss", "epochs_run", "wall_s", "gpu_s", "started_at", "ended_at"):
         assert column in trials.columns
     assert trials["param.augmentations"].map(lambda s: s == ",".join(sorted(s.split(",")))).all()
+
+
+def test_seeds_repeat_each_configuration_under_one_config_id(finished_study):
+    _, study_dir = finished_study
+    trials = pd.read_parquet(study_dir / "tables" / "trials.parquet")
+    groups = trials.groupby("config_id")
+    assert len(groups) == 2
+    for _, group in groups:
+        assert sorted(group["seed"]) == [0, 1]
+        assert group["param.temperature"].nunique() == 1 and group["param.augmentations"].nunique() == 1
 
 
 def test_epoch_rows_unique_and_consistent_with_trials(finished_study):
