@@ -9,11 +9,13 @@ from typing import Callable
 
 import torch
 
+from trainers.datasets import DataSplits
 from trainers.probes import linear_r2, linear_top1
 
 Tensor = torch.Tensor
 
-__all__ = ["embed", "knn_top1", "linear_r2", "linear_top1", "pca_features"]
+__all__ = ["embed", "encoder_metrics", "feature_metrics", "knn_top1", "linear_r2", "linear_top1",
+           "pca_features", "pca_metrics"]
 
 
 @torch.no_grad()
@@ -112,3 +114,43 @@ def pca_features(train_images: Tensor, test_images: Tensor, *, dim: int = 128, m
         return torch.cat(out)
 
     return project(train_images), project(test_images)
+
+
+def feature_metrics(train_feats: Tensor, test_feats: Tensor, data: DataSplits, *, knn_k: int = 200,
+                    knn_temperature: float = 0.1, linear: bool = True, seed: int = 0) -> dict[str, float]:
+    """The metrics of DESIGN.md for frozen features of `data.train_x` and `data.test_x`.
+
+    Classification: `knn_top1`, and `linear_top1` when `linear`. Regression: `linear_r2` (the mean
+    over targets; `linear_r2` itself gives each target) when `linear`, since kNN votes need classes.
+    """
+    if data.task == "classification":
+        out = {"knn_top1": knn_top1(train_feats, data.train_y, test_feats, data.test_y,
+                                    num_classes=data.num_classes, k=knn_k, temperature=knn_temperature)}
+        if linear:
+            out["linear_top1"] = linear_top1(train_feats, data.train_y, test_feats, data.test_y,
+                                             num_classes=data.num_classes, seed=seed)
+        return out
+    if not linear:
+        return {}
+    scores = linear_r2(train_feats, data.train_y, test_feats, data.test_y,
+                       target_names=data.target_names, seed=seed)
+    return {"linear_r2": scores["mean"]}
+
+
+def encoder_metrics(encoder: Callable[[Tensor], Tensor], data: DataSplits, *,
+                    device: str | torch.device = "cpu", batch_size: int = 512, knn_k: int = 200,
+                    knn_temperature: float = 0.1, linear: bool = True, seed: int = 0) -> dict[str, float]:
+    """`feature_metrics` of an encoder's representation h (the random-init baseline is the same
+    call on the encoder before training)."""
+    train_feats = embed(encoder, data.train_x, batch_size=batch_size, device=device)
+    test_feats = embed(encoder, data.test_x, batch_size=batch_size, device=device)
+    return feature_metrics(train_feats, test_feats, data, knn_k=knn_k, knn_temperature=knn_temperature,
+                           linear=linear, seed=seed)
+
+
+def pca_metrics(data: DataSplits, *, dim: int = 128, device: str | torch.device = "cpu", knn_k: int = 200,
+                knn_temperature: float = 0.1, linear: bool = True, seed: int = 0) -> dict[str, float]:
+    """`feature_metrics` of the raw-pixel PCA baseline (as sthalles/SimCLR reports)."""
+    train_feats, test_feats = pca_features(data.train_x, data.test_x, dim=dim, seed=seed, device=device)
+    return feature_metrics(train_feats, test_feats, data, knn_k=knn_k, knn_temperature=knn_temperature,
+                           linear=linear, seed=seed)

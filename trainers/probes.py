@@ -209,6 +209,8 @@ def linear_r2(train_feats: Tensor, train_y: Tensor, test_feats: Tensor, test_y: 
     names = list(target_names) if target_names is not None else [f"target{i}" for i in range(y_train.shape[1])]
     if len(names) != y_train.shape[1]:
         raise ValueError(f"linear_r2: target_names has {len(names)} names for {y_train.shape[1]} targets")
+    if "mean" in names:
+        raise ValueError("linear_r2: a target cannot be named 'mean' (the key of the average)")
     x_train = train_feats.to(dtype)
     fit_idx, val_idx = _split(x_train.shape[0], val_fraction, seed, device)
     scaler = Standardizer.fit(x_train[fit_idx])

@@ -19,6 +19,9 @@ SUPERSAMPLE = 2  # masks are drawn at 2x and averaged down: anti-aliased edges
 DEFAULT_TRAIN = 3000
 TEST_FRACTION = 3  # test set = train size // 3 (1000 for the default)
 NOISE_STD = 0.03
+SCALE = (0.22, 0.38)  # shape radius as a fraction of the image side
+MARGIN = 0.75  # the centre keeps MARGIN x radius from the border: shapes stay mostly in frame
+MIN_CONTRAST = 0.35  # least L2 distance between foreground and background colours
 
 
 def _disc(u: Tensor, v: Tensor) -> Tensor:
@@ -89,10 +92,10 @@ CLASS_NAMES: list[str] = list(SHAPES)
 
 
 def _colours(n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Foreground and background colours in [0, 1]^3, at least 0.35 apart (L2) so the shape shows."""
+    """Foreground and background colours in [0, 1]^3, at least MIN_CONTRAST apart (L2) so the shape shows."""
     fg = torch.rand(n, 3, generator=gen)
     bg = torch.rand(n, 3, generator=gen)
-    too_close = (fg - bg).norm(dim=1) < 0.35
+    too_close = (fg - bg).norm(dim=1) < MIN_CONTRAST
     # Flipping the foreground through the middle grey moves it far from a similar background.
     fg = torch.where(too_close[:, None], 1.0 - bg, fg)
     return fg, bg
@@ -101,8 +104,8 @@ def _colours(n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
 def draw_shapes(labels: Tensor, gen: torch.Generator, image_size: int = IMAGE_SIZE) -> Tensor:
     """Draw one shape per label as uint8 [N, 3, S, S], nuisance factors drawn from `gen`."""
     n = labels.shape[0]
-    scale = torch.empty(n).uniform_(0.22, 0.38, generator=gen) * image_size  # radius in pixels
-    margin = 0.75 * scale
+    scale = torch.empty(n).uniform_(*SCALE, generator=gen) * image_size  # radius in pixels
+    margin = MARGIN * scale
     cx = margin + torch.rand(n, generator=gen) * (image_size - 2 * margin)
     cy = margin + torch.rand(n, generator=gen) * (image_size - 2 * margin)
     angle = torch.rand(n, generator=gen) * 2 * math.pi

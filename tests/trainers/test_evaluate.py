@@ -4,7 +4,9 @@ import math
 import pytest
 import torch
 
-from trainers.evaluate import embed, knn_top1, pca_features
+from trainers.datasets import DataSplits
+from trainers.evaluate import (embed, encoder_metrics, feature_metrics, knn_top1, linear_r2, linear_top1,
+                               pca_features, pca_metrics)
 
 
 def _knn_reference(bank, bank_labels, query, query_labels, num_classes, k, temperature):
@@ -110,3 +112,45 @@ def test_pca_features_fit_on_a_seeded_sample_and_refuse_bad_dim():
     torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match=r"^pca_features: dim must be in \[1, 16\] \(got 17\)$"):
         pca_features(images, images, dim=17)
+
+
+def _splits(task):
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (90, 3, 4, 4), dtype=torch.uint8, generator=gen)
+    if task == "classification":
+        # Class = which channel is brightest on average: linearly readable from the pixels.
+        labels = images.float().mean(dim=(2, 3)).argmax(1)
+        return DataSplits(pretrain=images[:60], train_x=images[:60], train_y=labels[:60], test_x=images[60:],
+                          test_y=labels[60:], num_classes=3, task="classification", target_names=["r", "g", "b"])
+    targets = torch.stack([images.float().mean(dim=(1, 2, 3)), images[:, 0, 0, 0].float()], dim=1)
+    return DataSplits(pretrain=images[:60], train_x=images[:60], train_y=targets[:60], test_x=images[60:],
+                      test_y=targets[60:], num_classes=0, task="regression", target_names=["brightness", "corner"])
+
+
+def test_encoder_metrics_are_the_probes_on_the_embedded_features():
+    data = _splits("classification")
+    flat = torch.nn.Flatten()
+    got = encoder_metrics(flat, data, knn_k=5)
+    train_f, test_f = data.train_x.reshape(60, -1).float() / 255, data.test_x.reshape(30, -1).float() / 255
+    assert got == {"knn_top1": knn_top1(train_f, data.train_y, test_f, data.test_y, num_classes=3, k=5),
+                   "linear_top1": linear_top1(train_f, data.train_y, test_f, data.test_y, num_classes=3)}
+    assert got["linear_top1"] > 0.6  # chance is 1/3
+    assert encoder_metrics(flat, data, linear=False).keys() == {"knn_top1"}
+
+
+def test_regression_metrics_report_the_mean_r2():
+    data = _splits("regression")
+    got = encoder_metrics(torch.nn.Flatten(), data)
+    train_f, test_f = data.train_x.reshape(60, -1).float() / 255, data.test_x.reshape(30, -1).float() / 255
+    per_target = linear_r2(train_f, data.train_y, test_f, data.test_y, target_names=["brightness", "corner"])
+    assert got == {"linear_r2": per_target["mean"]}
+    assert per_target["mean"] == pytest.approx((per_target["brightness"] + per_target["corner"]) / 2)
+    assert per_target["corner"] > 0.99  # a pixel is a feature: exactly linear
+    assert encoder_metrics(torch.nn.Flatten(), data, linear=False) == {}
+
+
+def test_pca_metrics_probe_the_pca_features():
+    data = _splits("classification")
+    got = pca_metrics(data, dim=8, knn_k=5)
+    train_f, test_f = pca_features(data.train_x, data.test_x, dim=8)
+    assert got == feature_metrics(train_f, test_f, data, knn_k=5)

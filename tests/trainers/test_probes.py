@@ -141,3 +141,5 @@ def test_linear_r2_names_must_match_targets():
     x, y = torch.randn(20, 3), torch.randn(20, 2)
     with pytest.raises(ValueError, match=r"^linear_r2: target_names has 3 names for 2 targets$"):
         linear_r2(x, y, x, y, target_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"^linear_r2: a target cannot be named 'mean' \(the key of the average\)$"):
+        linear_r2(x, y, x, y, target_names=["mean", "b"])
