@@ -83,8 +83,9 @@ class GlobalBatchNorm(nn.BatchNorm2d):
             return super().forward(x)
         dims = [0] + list(range(2, x.dim()))
         shape = [1, -1] + [1] * (x.dim() - 2)
-        xf = x.float()
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32, device=x.device)
+        # Statistics in at least float32 whatever the autocast precision.
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=xf.dtype, device=x.device)
         stats = torch.cat([xf.sum(dims), (xf * xf).sum(dims), count])
         stats = all_reduce_with_grad(stats)
         c = x.shape[1]
