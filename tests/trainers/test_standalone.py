@@ -1,0 +1,128 @@
+"""train_main: the `simclr-sweep train` command - files written, refusals, SIGKILL and resume, torchrun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from trainers.standalone import train_main
+from trainers.state import load_checkpoint
+
+TINY = dict(dataset_size=48, batch_size=16, epochs=3, projection_dim=8, projection_hidden_dim=16, knn_k=5,
+            augmentations="crop,flip,grayscale", optimizer="sgd", lr=0.05)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tests share two cores with others: more threads than cores makes every step many times slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _config(tmp_path: Path, **overrides) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **overrides}))
+    return path
+
+
+def _subprocess_train(config: Path, out: Path, resume: bool) -> subprocess.Popen:
+    code = ("import sys; from pathlib import Path; from trainers.standalone import train_main; "
+            f"sys.exit(train_main(Path({str(config)!r}), Path({str(out)!r}), {resume}))")
+    return subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_a_run_prints_a_line_per_epoch_and_writes_checkpoint_and_metrics(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert train_main(_config(tmp_path), out, resume=False) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("  ")[0] for line in lines[1:]] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all("knn_top1 " in line and " img/s" in line for line in lines[1:])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs_run"] == 3
+    assert metrics["config"]["batch_size"] == 16 and 0 <= metrics["metrics"]["knn_top1"] <= 1
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 3
+
+
+@pytest.mark.parametrize("content, expected", [
+    ({"tempreature": 0.5}, "error: tempreature: unknown field; did you mean 'temperature'?"),
+    ({"epochs": "many"}, "error: epochs: must be an integer (got 'many')"),
+    ("- just\n- a list\n", "error: config: {path} must hold a mapping of TrainConfig fields (got list)"),
+    ("epochs: [1,\n", "error: config: {path} is not valid YAML or JSON ("),
+    (None, "error: config: no such file: {path}"),
+])
+def test_refusals_are_one_line_on_stderr_with_exit_2(tmp_path, capsys, content, expected):
+    path = tmp_path / "config.yaml"
+    if isinstance(content, dict):
+        path.write_text(yaml.safe_dump(content))
+    elif content is not None:
+        path.write_text(content)
+    assert train_main(path, tmp_path / "out", resume=False) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(expected.format(path=path)) and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_diverged_run_exits_1_and_writes_null_loss(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert train_main(_config(tmp_path, lr=1e30, head="none"), out, resume=False) == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["metrics"]["loss"] is None
+    assert "diverged at epoch 1" in capsys.readouterr().err
+
+
+def test_sigkilled_run_resumed_ends_exactly_as_an_uninterrupted_one(tmp_path):
+    config = _config(tmp_path, epochs=4)
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert train_main(config, straight, resume=False) == 0
+
+    proc = _subprocess_train(config, killed, resume=False)
+    for line in proc.stdout:
+        if line.startswith("epoch 2/4"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert load_checkpoint(killed / "checkpoint.pt")["epoch"] in (2, 3)
+    assert not (killed / "metrics.json").exists()
+
+    assert train_main(config, killed, resume=True) == 0
+    a = json.loads((straight / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    for key in ("loss", "knn_top1", "lr"):
+        assert a["metrics"][key] == b["metrics"][key]
+    wa, wb = load_checkpoint(straight / "checkpoint.pt")["model"], load_checkpoint(killed / "checkpoint.pt")["model"]
+    assert all(torch.equal(wa[name], wb[name]) for name in wa)
+
+
+def test_resume_without_a_checkpoint_starts_afresh(tmp_path, capsys):
+    assert train_main(_config(tmp_path, epochs=1), tmp_path / "out", resume=True) == 0
+    assert "no checkpoint in" in capsys.readouterr().err
+
+
+def test_runs_under_torchrun_with_two_gloo_processes(tmp_path):
+    out = tmp_path / "out"
+    config = _config(tmp_path, epochs=2)
+    code = (f"import sys; from pathlib import Path; from trainers.standalone import train_main; "
+            f"sys.exit(train_main(Path({str(config)!r}), Path({str(out)!r}), False))")
+    script = tmp_path / "run.py"
+    script.write_text(code)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script)], env=ENV, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "on 2 processes" in done.stdout
+    assert [line.split("  ")[0] for line in done.stdout.splitlines() if line.startswith("epoch")] == \
+        ["epoch 1/2", "epoch 2/2"]
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+    assert time.monotonic() - started < 180

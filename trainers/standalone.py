@@ -1,0 +1,110 @@
+"""One trainer run without Ray: ``simclr-sweep train CONFIG [--out DIR] [--resume]``, torchrun-able.
+
+Under torchrun (RANK/WORLD_SIZE set) each process joins the group itself (gloo on the CPU, nccl on
+CUDA) and ``fit`` runs DDP. Rank 0 prints a line per epoch, keeps ``DIR/checkpoint.pt`` (the last
+epoch's whole state) and writes ``DIR/metrics.json`` (status, epochs run, final metrics, config).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from trainers import distributed
+from trainers.config import ConfigError, TrainConfig
+from trainers.loop import fit
+from trainers.state import CheckpointError
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+
+
+def train_main(config_path: Path, out_dir: Path, resume: bool) -> int:
+    """Train as the YAML/JSON mapping at ``config_path`` says; 0 completed, 1 diverged, 2 refused.
+
+    Refusals (a missing or malformed file, a bad field, an unusable checkpoint) print one line
+    ``error: ...`` on stderr. With ``resume``, training continues from ``out_dir/checkpoint.pt``
+    (or starts afresh when there is none yet).
+    """
+    try:
+        cfg = TrainConfig.from_dict(read_config(Path(config_path)))
+    except ConfigError as err:
+        return _refuse(str(err))
+    out_dir = Path(out_dir)
+    checkpoint = out_dir / CHECKPOINT
+    resume_from = checkpoint if resume and checkpoint.is_file() else None
+    joined = distributed.init_from_env(_device_type(cfg.device))
+    rank, world = distributed.rank_and_world()
+    try:
+        if rank == 0:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            if resume and resume_from is None:
+                print(f"no checkpoint in {out_dir}; starting from epoch 1", file=sys.stderr)
+            where = f" on {world} processes" if world > 1 else ""
+            print(f"training {cfg.backbone} on {cfg.dataset} for {cfg.epochs} epochs{where} -> {out_dir}", flush=True)
+
+        def on_epoch(epoch: int, metrics: dict[str, float], save) -> None:
+            save(checkpoint)
+            print(progress_line(epoch, cfg.epochs, metrics), flush=True)
+
+        summary = fit(cfg, on_epoch=on_epoch, resume_from=resume_from)
+    except (ConfigError, CheckpointError) as err:
+        return _refuse(str(err))
+    finally:
+        if joined:
+            torch.distributed.destroy_process_group()
+    if rank == 0:
+        _write_json(out_dir / METRICS, {**summary, "config": cfg.to_dict()})
+        if summary["status"] == "diverged":
+            print(f"diverged at epoch {summary['epochs_run']}: the loss is not finite", file=sys.stderr)
+    return 0 if summary["status"] == "completed" else 1
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The mapping in a YAML (or JSON) file; a missing, unreadable or non-mapping file is a ConfigError."""
+    if not path.is_file():
+        raise ConfigError("config", f"no such file: {path}")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError("config", f"{path} is not valid YAML or JSON ({first})") from None
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError("config", f"{path} must hold a mapping of TrainConfig fields (got {type(values).__name__})")
+    return values
+
+
+def progress_line(epoch: int, epochs: int, metrics: dict[str, float]) -> str:
+    """One line per epoch: ``epoch 3/8  loss 5.2710  knn_top1 0.2110  lr 0.0015  1234 img/s  2.1 s``."""
+    parts = [f"epoch {epoch}/{epochs}", f"loss {metrics['loss']:.4f}"]
+    for name in ("knn_top1", "linear_top1", "linear_r2"):
+        if name in metrics:
+            parts.append(f"{name} {metrics[name]:.4f}")
+    parts += [f"lr {metrics['lr']:.4g}", f"{metrics['images_per_s']:.0f} img/s", f"{metrics['epoch_time_s']:.1f} s"]
+    return "  ".join(parts)
+
+
+def _device_type(device: str) -> str:
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return "cuda"
+    return "cpu"
+
+
+def _refuse(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    # NaN (a diverged loss) is written as null: metrics.json stays strict JSON.
+    clean = json.loads(json.dumps(payload, default=str), parse_constant=lambda _: None)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
