@@ -96,6 +96,11 @@ def _peak_gb(device: torch.device) -> float:
     return torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else 0.0
 
 
+def _peak_reserved_gb(device: torch.device) -> float:
+    # What the caching allocator held: closer than "allocated" to what a co-located trial can't use.
+    return torch.cuda.max_memory_reserved(device) / 1e9 if device.type == "cuda" else 0.0
+
+
 def _model_and_optimizer(setup: Setup, device: torch.device):
     cfg = TrainConfig.from_dict({"backbone": setup.backbone, "stem": setup.stem, "width": setup.width,
                                  "batch_size": setup.batch_size, "optimizer": "lars", "lr": 1.0})
@@ -154,13 +159,18 @@ def _forever(feeder: DeviceFeeder, batch_size: int, generator: torch.Generator) 
         yield from feeder.batches(batch_size, generator)
 
 
+def _pipeline(setup: Setup, compiled: bool):
+    return build_pipeline(SIMCLR_AUGMENTATIONS, image_size=setup.image_size, color_jitter_strength=COLOR_JITTER_STRENGTH,
+                          compile=setup.compile_backend if compiled else False)
+
+
 def _our_step(setup: Setup, device: torch.device, net, optimizer, *, item_per_step: bool = False,
-              batch_size: int | None = None) -> Callable[[], object]:
-    """(c): one step of our trainer, data already resident on the device."""
+              batch_size: int | None = None, compiled: bool = False) -> Callable[[], object]:
+    """(c): one step of our trainer, data already resident on the device; ``net`` is compiled or
+    not by the caller, ``compiled`` compiles the augmentation."""
     batch_size = setup.batch_size if batch_size is None else batch_size
     feeder = DeviceFeeder(_images(setup, max(setup.dataset_size, 2 * batch_size)), device)
-    augment = build_pipeline(SIMCLR_AUGMENTATIONS, image_size=setup.image_size,
-                             color_jitter_strength=COLOR_JITTER_STRENGTH)
+    augment = _pipeline(setup, compiled)
     batches = _forever(feeder, batch_size, torch.Generator(device=device).manual_seed(1))
     augment_gen = torch.Generator(device=device).manual_seed(2)
     train = _train_step(net, optimizer, setup, device)
@@ -246,6 +256,9 @@ def _worker(setup: Setup) -> None:
     device = torch.device(setup.device)
     model, optimizer = _model_and_optimizer(setup, device)
     run = _our_step(setup, device, model, optimizer, batch_size=setup.pack_batch_size)
+    for _ in range(setup.warmup_steps + 2):  # first-call costs (allocator, kernels) while all start up
+        run()
+    _sync(device)
     print("ready", flush=True)
     for command in sys.stdin:
         words = command.split()
@@ -265,7 +278,8 @@ def _worker(setup: Setup) -> None:
         _sync(device)
         seconds = time.perf_counter() - t0
         print(json.dumps({"images_per_s": steps * setup.pack_batch_size / seconds, "steps": steps,
-                          "seconds": seconds, "peak_mem_gb": _peak_gb(device)}), flush=True)
+                          "seconds": seconds, "peak_mem_gb": _peak_gb(device),
+                          "peak_reserved_gb": _peak_reserved_gb(device)}), flush=True)
 
 
 def _expect(proc: subprocess.Popen, word: str) -> None:
@@ -341,9 +355,10 @@ def measure(setup: Setup) -> dict:
     result["ours"] = {
         "eager": _time(_our_step(setup, device, model, optimizer), setup, device),
         "eager_item_per_step": _time(_our_step(setup, device, model, optimizer, item_per_step=True), setup, device),
-        "compiled": _time(_our_step(setup, device, compiled, optimizer), setup, device),
+        "compiled": _time(_our_step(setup, device, compiled, optimizer, compiled=True), setup, device),
     }
-    result["augment_only"] = _augment_only(setup, device)
+    result["augment_only"] = {"eager": _augment_only(setup, device, compiled=False),
+                              "compiled": _augment_only(setup, device, compiled=True)}
     in_process = time.perf_counter()
     result["packing"] = _packing(setup)
     result["wall_s"] = {"in_process_sections": in_process - started, "packing": time.perf_counter() - in_process}
@@ -357,11 +372,10 @@ def measure(setup: Setup) -> dict:
     return result
 
 
-def _augment_only(setup: Setup, device: torch.device) -> dict[str, float]:
+def _augment_only(setup: Setup, device: torch.device, compiled: bool) -> dict[str, float]:
     """build_pipeline's two views alone: what the augmentation costs per step."""
     feeder = DeviceFeeder(_images(setup, max(setup.dataset_size, 2 * setup.batch_size)), device)
-    augment = build_pipeline(SIMCLR_AUGMENTATIONS, image_size=setup.image_size,
-                             color_jitter_strength=COLOR_JITTER_STRENGTH)
+    augment = _pipeline(setup, compiled)
     batches = _forever(feeder, setup.batch_size, torch.Generator(device=device).manual_seed(1))
     g = torch.Generator(device=device).manual_seed(2)
     return _time(lambda: (augment(next(batches), g), augment(next(batches), g)), setup, device)
@@ -375,8 +389,9 @@ def table(result: dict) -> str:
              result["reference_dataloader"]),
             ("(c) ours, eager", result["ours"]["eager"]),
             ("(c) ours, eager + loss.item() each step", result["ours"]["eager_item_per_step"]),
-            ("(c) ours, compiled", result["ours"]["compiled"]),
-            ("    augmentation alone (two views)", result["augment_only"])]
+            ("(c) ours, compiled (model and augmentation)", result["ours"]["compiled"]),
+            ("    augmentation alone (two views), eager", result["augment_only"]["eager"]),
+            ("    augmentation alone (two views), compiled", result["augment_only"]["compiled"])]
     s = result["setup"]
     lines = [f"{result['device']}, torch {result['torch']}: {s['backbone']} ({s['stem']} stem), batch {s['batch_size']}, "
              f"{s['image_size']}px, {s['precision']}{', channels_last' if s['channels_last'] else ''}, "
@@ -385,7 +400,7 @@ def table(result: dict) -> str:
     lines += [f"{name:<56}{r['images_per_s']:>12,.0f}{r['step_ms']:>10.1f}{r['peak_mem_gb']:>9.2f}" for name, r in rows]
     pack = result["packing"]
     for r in pack["results"]:
-        peaks = ", ".join(f"{t['peak_mem_gb']:.2f}" for t in r["trials"])
+        peaks = ", ".join(f"{t['peak_mem_gb']:.2f} ({t['peak_reserved_gb']:.2f} reserved)" for t in r["trials"])
         speed = f"{r['speedup_vs_one']:.2f}x of k=1" if r["speedup_vs_one"] else ""
         lines.append(f"{'(d) packing k=' + str(r['k']) + ', batch ' + str(pack['batch_size']) + ' (aggregate)':<56}"
                      f"{r['aggregate_images_per_s']:>12,.0f}{'':>10}{'':>9}  {speed}; peak GB per trial: {peaks}")
@@ -409,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--precision", choices=sorted(AMP_DTYPES))
+    parser.add_argument("--backbone", help="a trainers.models backbone (default resnet18; smoke: convnet)")
+    parser.add_argument("--compile-backend", help="torch.compile backend (default inductor; smoke: aot_eager)")
     parser.add_argument("--workers", type=int, help="DataLoader workers for (b) (default: cores - 1)")
     parser.add_argument("--pack", help="comma-separated trial counts for (d), e.g. 1,2,4")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -424,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     overrides = dict(SMOKE) if args.smoke else {}
     for name, value in (("batch_size", args.batch_size), ("steps", args.steps), ("precision", args.precision),
-                        ("workers", args.workers)):
+                        ("workers", args.workers), ("backbone", args.backbone),
+                        ("compile_backend", args.compile_backend)):
         if value is not None:
             overrides[name] = value
     if args.pack:
