@@ -25,6 +25,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 STUDY_FILE = "study.yaml"
 JOURNAL_FILE = "optuna.journal"
 TUNE_DIR = "tune"
+DDP_DRIVER_CPU = 0.25  # what a DDP trial's own process reserves beside its workers
 
 
 @dataclass(frozen=True)
@@ -133,21 +134,29 @@ def make_search(study: Study, storage):
     return searcher
 
 
+def trial_setup(study: Study, study_dir: Path):
+    """What every trial of the study shares."""
+    from simclr_sweep.trainable import TrialSetup
+
+    return TrialSetup(fixed=dict(study.fixed), metric=study.metric, seeds=study.seeds,
+                      workers=study.workers_per_trial, cpu=study.cpu, gpu=study.gpu,
+                      train_storage=str(study_dir / "train"))
+
+
 def _tune(study: Study, study_dir: Path, search_alg, num_samples: int, experiment: str, stream: TextIO | None):
     """Run one Tune experiment of the study; returns the recorder that wrote its tables."""
     from ray import tune
 
     from simclr_sweep.progress import ProgressView
     from simclr_sweep.recording import TableRecorder
-    from simclr_sweep.trainable import TrialSetup, run_trial, trial_dirname
+    from simclr_sweep.trainable import run_trial, trial_dirname
 
-    setup = TrialSetup(fixed=dict(study.fixed), metric=study.metric, seeds=study.seeds)
+    setup = trial_setup(study, study_dir)
     recorder = TableRecorder(study, study_dir, setup)
     progress = ProgressView(recorder, total=study.num_trials, stream=stream)
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, setup=setup),
-        resources={"cpu": study.cpu, "gpu": study.gpu},
-    )
+    # A DDP trial only waits on its Ray Train workers, which hold the study's resources.
+    resources = {"cpu": study.cpu, "gpu": study.gpu} if study.workers_per_trial == 1 else {"cpu": DDP_DRIVER_CPU}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), resources=resources)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -222,7 +231,7 @@ def resume_study(study_dir: Path, address: str | None = None, stream: TextIO | N
     if plan.num_samples == 0:
         from simclr_sweep.trainable import TrialSetup
 
-        return _finish(study_dir, TableRecorder(study, study_dir, TrialSetup(dict(study.fixed), study.metric, study.seeds)).loaded())
+        return _finish(study_dir, TableRecorder(study, study_dir, trial_setup(study, study_dir)).loaded())
     started_ray = start_ray(address)
     try:
         search = ResumingSearch(make_search(study, storage), study, plan, optuna_study)

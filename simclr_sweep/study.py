@@ -200,8 +200,14 @@ def parse_study(data: dict[str, Any]) -> Study:
     else:
         raise StudyError("trials", "missing; say how many configurations to try (e.g. trials: 16)")
 
-    if workers > 1 and gpu == 0 and cpu < workers * 0.5:
-        pass  # each DDP worker gets its share of the trial's CPUs; nothing to refuse
+    if workers > 1:
+        # The global batch is split evenly over the DDP workers.
+        sizes = [("fixed.batch_size", fixed["batch_size"])] if "batch_size" in fixed else []
+        if "batch_size" in parameters and parameters["batch_size"].kind == "values":
+            sizes += [(f"parameters.batch_size.values[{i}]", v) for i, v in enumerate(parameters["batch_size"].values)]
+        for path, size in sizes:
+            if size % workers:
+                raise StudyError(path, f"must be divisible by workers_per_trial {workers} (got {size})")
 
     return Study(
         name=name,

@@ -10,7 +10,7 @@ import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ray import tune
 
@@ -28,6 +28,10 @@ class TrialSetup:
     fixed: dict[str, Any]
     metric: str
     seeds: int
+    workers: int = 1  # >1: each trial runs DDP on this many Ray Train workers
+    cpu: float = 1.0  # the trial's CPUs (and GPUs), split evenly over its DDP workers
+    gpu: float = 0.0
+    train_storage: str = ""  # where Ray Train keeps its runs for DDP trials
 
 
 def trial_seed(setup_fixed: dict[str, Any], config: dict[str, Any]) -> int:
@@ -57,29 +61,113 @@ def trial_dirname(trial) -> str:
     return f"trial-{table_trial_id(trial)}"
 
 
+class _EpochReporter:
+    """Reports an epoch to Tune; the study's metric is carried forward between evaluations,
+    because Optuna and the scheduler need it in every result."""
+
+    def __init__(self, metric: str):
+        self.metric = metric
+        self.last = math.nan
+
+    def __call__(self, metrics: dict[str, float], write_checkpoint: Callable[[Path], None]) -> None:
+        if self.metric in metrics:
+            self.last = metrics[self.metric]
+        result = {**metrics, self.metric: metrics.get(self.metric, self.last)}
+        with tempfile.TemporaryDirectory(prefix="simclr-ckpt-") as tmp:
+            write_checkpoint(Path(tmp) / CHECKPOINT_FILE)
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def _resume_file(config: dict[str, Any], tmp: str) -> Path | None:
+    """Tune's checkpoint of this trial if it has one (a retry), else the one a resume handed over."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        return Path(checkpoint.to_directory(tmp)) / CHECKPOINT_FILE
+    return Path(config[RESUME_FROM]) if config.get(RESUME_FROM) else None
+
+
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """Train one configuration, reporting every epoch (and its checkpoint) to Tune."""
     from trainers import TrainConfig, fit
 
     cfg = TrainConfig.from_dict(train_options(setup, config))
-    last_metric = math.nan
+    if setup.workers > 1:
+        _run_ddp_trial(cfg.to_dict(), config, setup)
+        return
+    report = _EpochReporter(setup.metric)
+    with tempfile.TemporaryDirectory(prefix="simclr-resume-") as tmp:
+        fit(cfg, on_epoch=lambda epoch, metrics, save: report(metrics, save), resume_from=_resume_file(config, tmp))
+
+
+# --- DDP trials: Ray Train's TorchTrainer launched from inside the Tune trial -------------------
+#
+# Ray Train requires every worker to call `ray.train.report` each time, while `fit` calls its hook on
+# rank 0 only (DESIGN.md). So rank 0 sends each epoch's metrics and checkpoint to the trial through a
+# Ray queue, and the trial, which waits on the TorchTrainer in a thread, reports them to Tune.
+
+
+def _ddp_worker(loop_config: dict[str, Any]) -> None:
+    """The loop each DDP worker runs: `fit` under the process group Ray Train has set up."""
+    from trainers import TrainConfig, fit
+
+    cfg = TrainConfig.from_dict(loop_config["options"])
+    queue = loop_config["queue"]
 
     def on_epoch(epoch: int, metrics: dict[str, float], save) -> None:
-        nonlocal last_metric
-        # Optuna and the scheduler need the study's metric in every result; between evaluations it
-        # is the last value measured.
-        if setup.metric in metrics:
-            last_metric = metrics[setup.metric]
-        result = {**metrics, setup.metric: metrics.get(setup.metric, last_metric)}
         with tempfile.TemporaryDirectory(prefix="simclr-ckpt-") as tmp:
-            save(Path(tmp) / CHECKPOINT_FILE)
-            tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+            path = Path(tmp) / CHECKPOINT_FILE
+            save(path)
+            queue.put((metrics, path.read_bytes()))
 
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        # A resumed trial's first attempt starts from the checkpoint its earlier run left.
-        fit(cfg, on_epoch=on_epoch, resume_from=config.get(RESUME_FROM))
-        return
     with tempfile.TemporaryDirectory(prefix="simclr-resume-") as tmp:
-        local = Path(checkpoint.to_directory(tmp))
-        fit(cfg, on_epoch=on_epoch, resume_from=local / CHECKPOINT_FILE)
+        resume = None
+        if loop_config["resume"] is not None:
+            resume = Path(tmp) / CHECKPOINT_FILE
+            resume.write_bytes(loop_config["resume"])
+        fit(cfg, on_epoch=on_epoch, resume_from=resume)
+
+
+def _run_ddp_trial(options: dict[str, Any], config: dict[str, Any], setup: TrialSetup) -> None:
+    import queue as queue_errors
+    import threading
+
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.util.queue import Queue
+
+    with tempfile.TemporaryDirectory(prefix="simclr-resume-") as tmp:
+        resume_file = _resume_file(config, tmp)
+        resume = resume_file.read_bytes() if resume_file is not None else None
+    epochs: Queue = Queue(actor_options={"num_cpus": 0})
+    per_worker = {"CPU": setup.cpu / setup.workers}
+    if setup.gpu:
+        per_worker["GPU"] = setup.gpu / setup.workers
+    trainer = TorchTrainer(
+        _ddp_worker,
+        train_loop_config={"options": options, "queue": epochs, "resume": resume},
+        scaling_config=ray.train.ScalingConfig(num_workers=setup.workers, use_gpu=bool(setup.gpu),
+                                               resources_per_worker=per_worker),
+        run_config=ray.train.RunConfig(name=f"ddp-{tune.get_context().get_trial_id()}",
+                                       storage_path=setup.train_storage,
+                                       failure_config=ray.train.FailureConfig(max_failures=0)),
+    )
+    outcome: dict[str, BaseException] = {}
+
+    def train() -> None:
+        try:
+            trainer.fit()
+        except BaseException as err:  # re-raised in the trial's own thread below
+            outcome["error"] = err
+
+    thread = threading.Thread(target=train, name="ddp-trainer", daemon=True)
+    thread.start()
+    report = _EpochReporter(setup.metric)
+    while thread.is_alive() or not epochs.empty():
+        try:
+            metrics, blob = epochs.get(timeout=0.5)
+        except queue_errors.Empty:
+            continue
+        report(metrics, lambda path: path.write_bytes(blob))
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
