@@ -27,6 +27,7 @@ from trainers.feeder import DeviceFeeder
 from trainers.losses import contrastive_loss
 from trainers.models import SimCLRModel, build_model
 from trainers.optim import LR_SCALINGS, build_optimizer, lr_at, set_lr
+from trainers.probes import linear_r2, linear_top1
 from trainers.state import check_same_run, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 EpochHook = Callable[[int, dict[str, float], Callable[[Path], None]], None]
@@ -124,7 +125,7 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
         metrics = {"epoch": float(epoch), "loss": loss_sum / steps if status == "completed" else math.nan,
                    "lr": float(lr), "images_per_s": steps * cfg.batch_size / train_time}
         if rank == 0 and status == "completed" and _evaluates(cfg, epoch):
-            metrics.update(evaluate(model, data, cfg, device))
+            metrics.update(evaluate(model, data, cfg, device, last=epoch == cfg.epochs))
         metrics["epoch_time_s"] = time.perf_counter() - t0
         metrics["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else 0.0
         if rank == 0 and on_epoch is not None:
@@ -134,16 +135,26 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
     return {"status": status, "epochs_run": epoch, "metrics": metrics}
 
 
-def evaluate(model: SimCLRModel, data: DataSplits, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
-    """The monitor on the representation h: weighted kNN top-1 of the held-out split (classification)."""
-    if data.task != "classification":
-        return {}
+def evaluate(model: SimCLRModel, data: DataSplits, cfg: TrainConfig, device: torch.device, *,
+             last: bool) -> dict[str, float]:
+    """Monitors on the representation h, bank = the labelled train split, scored on the held-out split.
+
+    Classification: weighted kNN top-1, and at the last epoch with ``linear_eval`` the linear probe's
+    top-1. Regression (no classes, so no kNN): the ridge probe's mean R^2 at every evaluation.
+    """
     amp_dtype = AMP_DTYPES[cfg.precision]
     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         bank = embed(model.backbone, data.train_x, device=device)
         query = embed(model.backbone, data.test_x, device=device)
-    return {"knn_top1": knn_top1(bank, data.train_y, query, data.test_y, num_classes=data.num_classes,
-                                 k=cfg.knn_k, temperature=cfg.knn_temperature)}
+    if data.task == "regression":
+        r2 = linear_r2(bank, data.train_y, query, data.test_y, target_names=data.target_names, seed=cfg.seed)
+        return {"linear_r2": float(r2["mean"])}
+    out = {"knn_top1": knn_top1(bank, data.train_y, query, data.test_y, num_classes=data.num_classes,
+                                k=cfg.knn_k, temperature=cfg.knn_temperature)}
+    if last and cfg.linear_eval:
+        out["linear_top1"] = linear_top1(bank, data.train_y, query, data.test_y, num_classes=data.num_classes,
+                                         seed=cfg.seed)
+    return out
 
 
 def resolve_device(name: str) -> torch.device:

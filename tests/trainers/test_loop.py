@@ -68,3 +68,33 @@ def test_unavailable_device_is_a_config_error():
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match=r"^device: cuda is not available on this machine \(use auto or cpu\)$"):
         fit(TrainConfig.from_dict({**TINY, "device": "cuda"}))
+
+
+def test_linear_eval_adds_the_linear_probe_at_the_last_epoch_only():
+    _, calls = _run(linear_eval=True)
+    assert ["linear_top1" in m for _, m in calls] == [False, True]
+    assert 0.0 <= calls[-1][1]["linear_top1"] <= 1.0
+
+
+def test_regression_data_set_is_monitored_by_the_ridge_probe_instead_of_knn():
+    _, calls = _run(dataset="spirograph", dataset_size=48, epochs=1)
+    metrics = calls[0][1]
+    assert "knn_top1" not in metrics and metrics["linear_r2"] <= 1.0
+
+
+@pytest.mark.parametrize("overrides", [{"precision": "fp16"}, {"precision": "bf16", "channels_last": True},
+                                       {"loss": "nt_logistic", "similarity": "mahalanobis"},
+                                       {"loss": "margin_triplet", "semi_hard": True, "head": "linear"},
+                                       {"optimizer": "lars", "lr": 0.3, "lr_scaling": "sqrt", "warmup_epochs": 1,
+                                        "schedule": "constant", "backbone": "resnet18", "width": 1, "stem": "stl"}])
+def test_options_train_to_a_finite_loss(overrides):
+    summary, calls = _run(epochs=1, **overrides)
+    assert summary["status"] == "completed" and math.isfinite(calls[0][1]["loss"])
+
+
+def test_lr_reported_is_the_schedule_at_the_epochs_last_step():
+    # 64 images / batch 32 = 2 steps per epoch; warmup 1 epoch; linear scaling 32/256.
+    _, calls = _run(epochs=2, optimizer="sgd", lr=0.8, lr_scaling="linear", warmup_epochs=1, schedule="cosine")
+    peak = 0.8 * 32 / 256
+    assert calls[0][1]["lr"] == pytest.approx(peak * 2 / 2)
+    assert calls[1][1]["lr"] == pytest.approx(peak * 0.5 * (1 + math.cos(math.pi * 1 / 2)))
