@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -159,6 +160,7 @@ def _forever(feeder: DeviceFeeder, batch_size: int, generator: torch.Generator) 
         yield from feeder.batches(batch_size, generator)
 
 
+@functools.lru_cache(maxsize=None)  # one compilation serves (c) and the augmentation-only row
 def _pipeline(setup: Setup, compiled: bool):
     return build_pipeline(SIMCLR_AUGMENTATIONS, image_size=setup.image_size, color_jitter_strength=COLOR_JITTER_STRENGTH,
                           compile=setup.compile_backend if compiled else False)

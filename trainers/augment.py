@@ -2,12 +2,15 @@
 
 Every augmentation is a pure function ``fn(batch, generator, **params) -> batch`` on a float32
 NCHW batch in [0, 1]. Random parameters are drawn per sample from ``generator``, which must live on
-the batch's device; there is no per-image Python loop and no host-device copy. Each one is split
-into ``_<name>_params(...)`` (draws the per-sample parameters as tensors) and ``_<name>_apply(...)``
-(applies given parameters), so tests can compare the result with torchvision for the same draw.
+the batch's device; there is no per-image Python loop, no host-device copy and no synchronisation.
+Each one is split into ``_<name>_params(shape, generator, device, ...)`` (draws the per-sample
+parameters as tensors) and ``_<name>_apply(x, ...)`` (applies given parameters, deterministic), so
+tests can compare the result with torchvision for the same draw, and a pipeline can draw everything
+first and hand the deterministic rest to ``torch.compile`` (``build_pipeline(..., compile=True)``).
 
 ``build_pipeline(names, image_size=..., **params)`` applies the chosen augmentations in
-``PAPER_ORDER``. Its parameters, all optional and selectable from a study's YAML:
+``PAPER_ORDER`` (``SIMCLR_AUGMENTATIONS`` are the paper's five). Its parameters, all optional and
+selectable from a study's YAML:
 
 =========================  ===========  =================================================
 parameter                  default      meaning
