@@ -132,6 +132,30 @@ def test_color_jitter_draws_the_paper_ranges_and_rates():
     assert (p["order"].sort(dim=1).values == torch.arange(4)).all()
 
 
+def test_color_jitter_orders_are_uniform_over_the_24_permutations():
+    from scipy.stats import chisquare
+
+    n = 24_000
+    order = A._color_jitter_params((n, 3, 1, 1), _gen(5), torch.device("cpu"))["order"]
+    code = (order * torch.tensor([64, 16, 4, 1])).sum(dim=1)  # one integer per permutation
+    counts = torch.unique(code, return_counts=True)[1]
+    assert len(counts) == 24
+    assert chisquare(counts.numpy()).pvalue > 1e-3
+
+
+def test_color_jitter_on_single_channel_images_matches_torchvision():
+    x = torch.rand(12, 1, 16, 16, generator=_gen(2))
+    p = A._color_jitter_params(x.shape, _gen(), x.device)
+    out = A._color_jitter_apply(x, **p)
+    for i in range(12):
+        ref = x[i]
+        if p["applied"][i]:
+            for op in p["order"][i].tolist():
+                value = p["hue"][i] if op == 3 else p["factors"][i, op]
+                ref = _TV_COLOR[op](ref, float(value))
+        torch.testing.assert_close(out[i], ref, atol=TOL, rtol=0)
+
+
 def test_color_jitter_keeps_values_in_unit_range():
     out = A.color_jitter(_images(32), _gen(), strength=1.5)
     assert out.min() >= 0 and out.max() <= 1
