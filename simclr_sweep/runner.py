@@ -143,8 +143,12 @@ def trial_setup(study: Study, study_dir: Path):
                       train_storage=str(study_dir / "train"))
 
 
-def _tune(study: Study, study_dir: Path, search_alg, num_samples: int, experiment: str, stream: TextIO | None):
-    """Run one Tune experiment of the study; returns the recorder that wrote its tables."""
+def _tune(study: Study, study_dir: Path, search_alg, num_samples: int, experiment: str, stream: TextIO | None,
+          trial_fn=None):
+    """Run one Tune experiment of the study; returns the recorder that wrote its tables.
+
+    `trial_fn(config, setup)` replaces the SimCLR trainable (the orchestration benchmark uses it).
+    """
     from ray import tune
 
     from simclr_sweep.progress import ProgressView
@@ -156,7 +160,7 @@ def _tune(study: Study, study_dir: Path, search_alg, num_samples: int, experimen
     progress = ProgressView(recorder, total=study.num_trials, stream=stream)
     # A DDP trial only waits on its Ray Train workers, which hold the study's resources.
     resources = {"cpu": study.cpu, "gpu": study.gpu} if study.workers_per_trial == 1 else {"cpu": DDP_DRIVER_CPU}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), resources=resources)
+    trainable = tune.with_resources(tune.with_parameters(trial_fn or run_trial, setup=setup), resources=resources)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -189,14 +193,15 @@ def _finish(study_dir: Path, recorder) -> StudyOutcome:
     return StudyOutcome(study_dir=study_dir, report=build_report(study_dir), counts=counts)
 
 
-def run_study(study: Study, storage: Path, address: str | None = None, stream: TextIO | None = None) -> StudyOutcome:
+def run_study(study: Study, storage: Path, address: str | None = None, stream: TextIO | None = None,
+              trial_fn=None) -> StudyOutcome:
     """Run a validated study to the end and write its report."""
     study_dir = prepare_study_dir(study, storage)
     started_ray = start_ray(address)
     try:
         storage = open_journal(study_dir)
         open_optuna_study(study, storage)
-        recorder = _tune(study, study_dir, make_search(study, storage), study.num_trials, TUNE_DIR, stream)
+        recorder = _tune(study, study_dir, make_search(study, storage), study.num_trials, TUNE_DIR, stream, trial_fn)
     finally:
         if started_ray:
             import ray
