@@ -371,7 +371,22 @@ def measure(setup: Setup) -> dict:
         "ours_over_model_eager": c["eager"]["images_per_s"] / a["eager"]["images_per_s"],
         "ours_over_model_compiled": c["compiled"]["images_per_s"] / a["compiled"]["images_per_s"],
     }
+    result["targets"] = _targets(result)
     return result
+
+
+def _targets(result: dict) -> list[dict]:
+    """Issue 6's targets, set for an H100 with ResNet-18 (CIFAR stem), batch 512, bf16."""
+    ratios = result["ratios"]
+    k4 = [r for r in result["packing"]["results"] if r["k"] == 4 and r["speedup_vs_one"] is not None]
+    rows = [("(c)/(b) eager >= 3x", ratios["ours_over_reference_eager"], 3.0),
+            ("(c)/(a) eager >= 90%", ratios["ours_over_model_eager"], 0.9),
+            ("(c)/(a) compiled >= 90%", ratios["ours_over_model_compiled"], 0.9),
+            ("(c) compiled >= 32k images/s", result["ours"]["compiled"]["images_per_s"], 32_000.0)]
+    if k4:
+        rows.append(("packing k=4 >= 1.7x one trial", k4[0]["speedup_vs_one"], 1.7))
+    return [{"target": name, "value": value, "threshold": threshold, "met": value >= threshold}
+            for name, value, threshold in rows]
 
 
 def _augment_only(setup: Setup, device: torch.device, compiled: bool) -> dict[str, float]:
@@ -410,6 +425,9 @@ def table(result: dict) -> str:
     lines.append(f"ratios: (c)/(b) eager {ratios['ours_over_reference_eager']:.2f}x, "
                  f"(c)/(a) eager {ratios['ours_over_model_eager']:.0%}, "
                  f"(c)/(a) compiled {ratios['ours_over_model_compiled']:.0%}")
+    if result["setup"]["device"].startswith("cuda"):
+        for t in result["targets"]:
+            lines.append(f"target {t['target']:<32} {t['value']:>10.2f}  {'met' if t['met'] else 'NOT met'}")
     return "\n".join(lines)
 
 

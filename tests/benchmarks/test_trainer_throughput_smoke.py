@@ -35,6 +35,7 @@ def test_smoke_run_writes_every_section(tmp_path):
     assert packing["results"][0]["speedup_vs_one"] == 1.0
     for name in ("ours_over_reference_eager", "ours_over_model_eager", "ours_over_model_compiled"):
         assert result["ratios"][name] > 0
+    assert {t["target"].split(" >=")[0] for t in result["targets"]} >= {"(c)/(b) eager", "packing k=4"}
     assert result["setup"]["device"] == "cpu" and result["device"].startswith("cpu")
     # The printed table names every section.
     for label in ("(a) model alone", "(b) torchvision", "(c) ours", "(d) packing k=4", "ratios:"):
