@@ -175,8 +175,8 @@ def _crop_apply(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Ten
                 image_size: int, interpolation: str = "bilinear") -> Tensor:
     """Resample each box to image_size x image_size: two batched matmuls with per-sample weights."""
     n, c, h, w = x.shape
-    wy = _resample_matrix(top, height, h, image_size, interpolation)
-    wx = _resample_matrix(left, width, w, image_size, interpolation)
+    wy = _resample_matrix(top, height, h, image_size, interpolation).to(x.dtype)
+    wx = _resample_matrix(left, width, w, image_size, interpolation).to(x.dtype)
     # Two plain bmm's, channels folded into the rows, instead of matmuls that broadcast the weights
     # over channels (which materialises them C times): ~1.7x faster on the CPU.
     s = image_size

@@ -26,6 +26,7 @@ def test_smoke_run_writes_every_section(tmp_path):
     assert _rate(result["reference_dataloader"]) > 0 and result["reference_dataloader"]["workers"] >= 1
     for mode in ("eager", "eager_item_per_step", "compiled"):
         assert _rate(result["ours"][mode]) > 0
+    assert result["ours"]["compiled"]["augmentation_compiled"] is True
     assert _rate(result["augment_only"]["eager"]) > 0 and _rate(result["augment_only"]["compiled"]) > 0
     packing = result["packing"]
     assert [r["k"] for r in packing["results"]] == [1, 2, 4]
@@ -41,3 +42,17 @@ def test_smoke_run_writes_every_section(tmp_path):
     for label in ("(a) model alone", "(b) torchvision", "(c) ours", "(d) packing k=4", "ratios:"):
         assert label in proc.stdout
     print(f"smoke benchmark wall time: {wall:.1f} s")  # the design budget is < 60 s on 2 idle cores
+
+
+def test_a_backend_that_cannot_compile_the_augmentation_costs_one_row_not_the_run():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.trainer_throughput import _with_compiled_augmentation
+
+    def measure(compiled):
+        if compiled:
+            raise RuntimeError("backend failed")
+        return {"images_per_s": 5.0}
+
+    row = _with_compiled_augmentation(measure)
+    assert row["images_per_s"] == 5.0 and row["augmentation_compiled"] is False
+    assert "backend failed" in row["augmentation_compile_error"]
