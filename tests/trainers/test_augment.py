@@ -103,18 +103,22 @@ def test_flip_rate_is_one_half():
 _TV_COLOR = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
 
 
-@pytest.mark.parametrize("strength", [0.5, 1.0])
-def test_color_jitter_matches_torchvision_in_the_drawn_order(strength):
-    x = _images(24)
+def _assert_jitter_matches_torchvision(x, strength=1.0):
+    """Ours against torchvision's four adjust_* applied one image at a time in the drawn order."""
     p = A._color_jitter_params(x.shape, _gen(), x.device, strength=strength)
     out = A._color_jitter_apply(x, **p)
-    for i in range(24):
+    for i in range(len(x)):
         ref = x[i]
         if p["applied"][i]:
             for op in p["order"][i].tolist():
                 value = p["hue"][i] if op == 3 else p["factors"][i, op]
                 ref = _TV_COLOR[op](ref, float(value))
         torch.testing.assert_close(out[i], ref, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("strength", [0.5, 1.0])
+def test_color_jitter_matches_torchvision_in_the_drawn_order(strength):
+    _assert_jitter_matches_torchvision(_images(24), strength)
 
 
 def test_color_jitter_draws_the_paper_ranges_and_rates():
@@ -144,16 +148,7 @@ def test_color_jitter_orders_are_uniform_over_the_24_permutations():
 
 
 def test_color_jitter_on_single_channel_images_matches_torchvision():
-    x = torch.rand(12, 1, 16, 16, generator=_gen(2))
-    p = A._color_jitter_params(x.shape, _gen(), x.device)
-    out = A._color_jitter_apply(x, **p)
-    for i in range(12):
-        ref = x[i]
-        if p["applied"][i]:
-            for op in p["order"][i].tolist():
-                value = p["hue"][i] if op == 3 else p["factors"][i, op]
-                ref = _TV_COLOR[op](ref, float(value))
-        torch.testing.assert_close(out[i], ref, atol=TOL, rtol=0)
+    _assert_jitter_matches_torchvision(torch.rand(12, 1, 16, 16, generator=_gen(2)))
 
 
 def test_color_jitter_keeps_values_in_unit_range():
