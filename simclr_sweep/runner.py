@@ -39,6 +39,18 @@ def study_dir_for(study: Study, storage: Path) -> Path:
     return (storage / study.name).resolve()
 
 
+def with_absolute_data_root(study: Study) -> Study:
+    """A relative `data_root` means relative to where `run` started: Tune runs each trial in a folder of its own."""
+    from dataclasses import replace
+
+    root = study.fixed.get("data_root")
+    if not isinstance(root, str) or Path(root).is_absolute() or "://" in root:
+        return study
+    absolute = str(Path(root).resolve())
+    return replace(study, fixed={**study.fixed, "data_root": absolute},
+                   raw={**study.raw, "fixed": {**study.raw.get("fixed", {}), "data_root": absolute}})
+
+
 def prepare_study_dir(study: Study, storage: Path) -> Path:
     """Create `<storage>/<name>/` with the frozen declaration; refuse a directory already used."""
     study_dir = study_dir_for(study, storage)
@@ -196,6 +208,7 @@ def _finish(study_dir: Path, recorder) -> StudyOutcome:
 def run_study(study: Study, storage: Path, address: str | None = None, stream: TextIO | None = None,
               trial_fn=None) -> StudyOutcome:
     """Run a validated study to the end and write its report."""
+    study = with_absolute_data_root(study)
     study_dir = prepare_study_dir(study, storage)
     started_ray = start_ray(address)
     try:

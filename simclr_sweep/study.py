@@ -166,11 +166,21 @@ def parse_study(data: dict[str, Any]) -> Study:
         _check_train_field(key, f"fixed.{key}")
     if "seed" in fixed and seeds > 1:
         raise StudyError("fixed.seed", "cannot be fixed when seeds > 1 (each repeat draws its own seed)")
-    _check_train_config(fixed, lambda f: f"fixed.{f}")
-
     raw_params = _mapping(data.get("parameters", {}) or {}, "parameters")
     if not raw_params:
         raise StudyError("parameters", "must declare at least one parameter to search over")
+    # Fixed values are checked together with one value of each searched field, so that a check
+    # across fields (warmup_epochs <= epochs) sees a real configuration, not the trainer's defaults.
+    base = {**fixed, **{n: r for n, r in ((n, _representative(spec)) for n, spec in raw_params.items()) if r is not None}}
+    while True:
+        try:
+            _check_train_config(base, lambda f: f"fixed.{f}")
+            break
+        except StudyError as err:
+            field_name = err.path.removeprefix("fixed.")
+            if field_name not in raw_params or field_name not in base:
+                raise
+            del base[field_name]  # a bad searched value: reported below at its own YAML path
     parameters = {}
     for pname, spec in raw_params.items():
         path = f"parameters.{pname}"
@@ -179,7 +189,7 @@ def parse_study(data: dict[str, Any]) -> Study:
             raise StudyError(path, f"is also in fixed; a parameter is either fixed or searched")
         if pname == "seed":
             raise StudyError(path, "cannot be searched; use `seeds: N` to repeat configurations")
-        parameters[pname] = _parameter(pname, spec, path, fixed)
+        parameters[pname] = _parameter(pname, spec, path, base)
 
     if method == "grid":
         for p in parameters.values():
@@ -279,6 +289,20 @@ def _early_stopping(value: Any) -> EarlyStopping:
     if factor <= 1:
         raise StudyError("early_stopping.reduction_factor", f"must be > 1 (got {factor})")
     return EarlyStopping(type=kind, grace_period=grace, reduction_factor=float(factor))
+
+
+def _representative(spec: Any) -> Any:
+    """One value a parameter can take (None when the declaration is malformed: checked later)."""
+    if not isinstance(spec, dict):
+        return None
+    if isinstance(spec.get("values"), list) and spec["values"]:
+        return spec["values"][0]
+    if "distribution" in spec and isinstance(spec.get("min"), (int, float)):
+        return spec["min"]
+    for key in ("subset_of", "pairs_of"):
+        if isinstance(spec.get(key), list) and spec[key]:
+            return spec[key][:1]
+    return None
 
 
 def _parameter(name: str, spec: Any, path: str, fixed: dict[str, Any]) -> Parameter:

@@ -85,3 +85,20 @@ def test_each_method_is_a_seeded_reproducible_sampler(method):
 
 def test_parameter_grid_values_of_int_range():
     assert Parameter("b", "int_uniform", low=1, high=7, step=3).grid_values() == [1, 4, 7]
+
+
+def test_fixed_values_are_checked_with_the_searched_ones_not_the_defaults():
+    # warmup_epochs 10 exceeds the trainer's default of 8 epochs, but every searched epochs value is larger.
+    study = parse_study({**BASE, "fixed": {"warmup_epochs": 10},
+                         "parameters": {"epochs": {"values": [20, 50]}}})
+    assert study.parameters["epochs"].values == (20, 50)
+
+
+def test_relative_data_root_is_made_absolute_for_the_trials(tmp_path, monkeypatch):
+    from simclr_sweep.runner import with_absolute_data_root
+
+    monkeypatch.chdir(tmp_path)
+    study = with_absolute_data_root(parse_study({**BASE, "fixed": {"data_root": "./data"},
+                                                 "parameters": {"temperature": {"values": [0.5]}}}))
+    assert study.fixed["data_root"] == str(tmp_path / "data")
+    assert study.raw["fixed"]["data_root"] == str(tmp_path / "data")  # the frozen study.yaml says so too
