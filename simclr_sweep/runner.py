@@ -87,6 +87,9 @@ def start_ray(address: str | None) -> bool:
     if address:
         ray.init(address=address, **common)
     else:
+        # Token authentication is Ray's default for a local cluster; saying so keeps it on without
+        # Ray's warning on every run.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **common)
     return True
 
