@@ -21,7 +21,8 @@ class DefineByRun:
 
     def __call__(self, trial: optuna.Trial) -> None:
         for p in self.parameters:
-            _suggest(trial, p)
+            if p.applies(trial.params):
+                _suggest(trial, p)
 
 
 def define_by_run(study: Study) -> DefineByRun:

@@ -11,7 +11,7 @@ import difflib
 import itertools
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,6 +45,11 @@ class Parameter:
     low: float | None = None
     high: float | None = None
     step: float | None = None
+    when: tuple = ()  # ((other parameter, (values it must have),), ...): exists only then
+
+    def applies(self, chosen: dict[str, Any]) -> bool:
+        """Whether this parameter exists given the values chosen so far (Optuna's define-by-run)."""
+        return all(chosen.get(name) in values for name, values in self.when)
 
     @property
     def is_discrete(self) -> bool:
@@ -189,10 +194,16 @@ def parse_study(data: dict[str, Any]) -> Study:
             raise StudyError(path, f"is also in fixed; a parameter is either fixed or searched")
         if pname == "seed":
             raise StudyError(path, "cannot be searched; use `seeds: N` to repeat configurations")
-        parameters[pname] = _parameter(pname, spec, path, base)
+        when = ()
+        if isinstance(spec, dict) and "when" in spec:
+            when = _when(spec["when"], f"{path}.when", parameters)
+            spec = {k: v for k, v in spec.items() if k != "when"}
+        parameters[pname] = replace(_parameter(pname, spec, path, base), when=when)
 
     if method == "grid":
         for p in parameters.values():
+            if p.when:
+                raise StudyError(f"parameters.{p.name}.when", "method grid cannot search conditional parameters (use tpe or random)")
             if not p.is_discrete:
                 raise StudyError(
                     f"parameters.{p.name}",
@@ -383,6 +394,27 @@ def _parameter(name: str, spec: Any, path: str, fixed: dict[str, Any]) -> Parame
         names = _name_list(spec["pairs_of"], f"{path}.pairs_of", name, fixed)
         sets = [c for k in (1, 2) for c in itertools.combinations(sorted(names), k)]
     return Parameter(name, "subset", values=tuple(",".join(c) for c in sets))
+
+
+def _when(value: Any, path: str, earlier: dict[str, Parameter]) -> tuple:
+    """`when: {loss: nt_xent}` or `{loss: [nt_xent, nt_logistic]}`: conditions on earlier categorical parameters."""
+    spec = _mapping(value, path)
+    if not spec:
+        raise StudyError(path, "is empty; name an earlier parameter and its value(s)")
+    conditions = []
+    for name, wanted in spec.items():
+        if name not in earlier:
+            raise StudyError(f"{path}.{name}", "must name a parameter declared above this one"
+                             + (_suggest(str(name), tuple(earlier)) if earlier else ""))
+        choices = earlier[name].values
+        if earlier[name].kind not in ("values", "subset"):
+            raise StudyError(f"{path}.{name}", "must name a parameter with values (a categorical one)")
+        wanted = wanted if isinstance(wanted, list) else [wanted]
+        for i, v in enumerate(wanted):
+            if v not in choices:
+                raise StudyError(f"{path}.{name}", f"{v!r} is not one of its values ({', '.join(map(str, choices))})")
+        conditions.append((name, tuple(wanted)))
+    return tuple(conditions)
 
 
 def _name_list(value: Any, path: str, param: str, fixed: dict[str, Any]) -> list[str]:

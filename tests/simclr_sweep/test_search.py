@@ -102,3 +102,41 @@ def test_relative_data_root_is_made_absolute_for_the_trials(tmp_path, monkeypatc
                                                  "parameters": {"temperature": {"values": [0.5]}}}))
     assert study.fixed["data_root"] == str(tmp_path / "data")
     assert study.raw["fixed"]["data_root"] == str(tmp_path / "data")  # the frozen study.yaml says so too
+
+
+def test_conditional_parameter_exists_only_when_its_condition_holds():
+    study = parse_study({**BASE, "method": "random", "sampler_seed": 3, "parameters": {
+        "loss": {"values": ["nt_xent", "margin_triplet"]},
+        "temperature": {"distribution": "log_uniform", "min": 0.05, "max": 1.0, "when": {"loss": "nt_xent"}},
+    }})
+    draws = _draws(study, 30)
+    assert {d["loss"] for d in draws} == {"nt_xent", "margin_triplet"}
+    for d in draws:
+        assert ("temperature" in d) == (d["loss"] == "nt_xent")
+
+
+@pytest.mark.parametrize("when, message", [
+    ({"los": "nt_xent"}, "parameters.temperature.when.los: must name a parameter declared above this one; did you mean 'loss'?"),
+    ({"loss": "nt_xnet"}, "parameters.temperature.when.loss: 'nt_xnet' is not one of its values (nt_xent, margin_triplet)"),
+])
+def test_bad_conditions_are_refused_at_their_path(when, message):
+    from simclr_sweep.study import StudyError
+
+    with pytest.raises(StudyError) as err:
+        parse_study({**BASE, "parameters": {
+            "loss": {"values": ["nt_xent", "margin_triplet"]},
+            "temperature": {"distribution": "log_uniform", "min": 0.05, "max": 1.0, "when": when}}})
+    assert str(err.value) == message
+
+
+def test_run_refuses_a_study_directory_in_use_and_points_to_resume(tmp_path):
+    from simclr_sweep.runner import prepare_study_dir
+    from simclr_sweep.study import StudyError
+
+    study = parse_study({**BASE, "parameters": {"temperature": {"values": [0.5]}}})
+    study_dir = prepare_study_dir(study, tmp_path)
+    assert (study_dir / "study.yaml").is_file()
+    with pytest.raises(StudyError) as err:
+        prepare_study_dir(study, tmp_path)
+    assert str(err.value) == (f"{study_dir}: already holds a study; continue it with "
+                              f"`simclr-sweep resume {study_dir}` or start a new one with --name")
