@@ -7,7 +7,7 @@ asynchronously. Each epoch is a permutation drawn from the caller's generator.
 from __future__ import annotations
 
 import weakref
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -16,9 +16,9 @@ Tensor = torch.Tensor
 # Fraction of the device's free memory a data set may take; the rest is the model's.
 _DEVICE_FRACTION = 0.4
 
-# One device copy per (source tensor, device) in this process: id(source) -> (weak ref to the
-# source, {device: copy}); the entry goes when the source does. Keyed by id because a
-# WeakKeyDictionary compares tensors with ==, which is elementwise.
+# One copy per (source tensor, place) in this process, a place being a device or "pinned":
+# id(source) -> (weak ref to the source, {place: copy}); the entry goes when the source does.
+# Keyed by id because a WeakKeyDictionary compares tensors with ==, which is elementwise.
 _RESIDENT: dict[int, tuple[weakref.ref, dict[str, Tensor]]] = {}
 
 
@@ -31,19 +31,17 @@ def _fits_on(device: torch.device, nbytes: int) -> bool:
     return True
 
 
-def _resident_copy(images: Tensor, device: torch.device) -> Tensor:
-    if images.device == device and images.is_contiguous():
-        return images  # caching the source itself would keep it alive for ever
+def _held_copy(images: Tensor, place: str, make: Callable[[], Tensor]) -> Tensor:
+    """The process's one copy of ``images`` at ``place``, made by ``make`` the first time."""
     entry = _RESIDENT.get(id(images))
     if entry is None or entry[0]() is not images:
         entry = (weakref.ref(images), {})
         _RESIDENT[id(images)] = entry
         weakref.finalize(images, _RESIDENT.pop, id(images), None)
     copies = entry[1]
-    key = str(device)
-    if key not in copies:
-        copies[key] = images.to(device).contiguous()
-    return copies[key]
+    if place not in copies:
+        copies[place] = make()
+    return copies[place]
 
 
 class DeviceFeeder:
@@ -64,12 +62,15 @@ class DeviceFeeder:
         nbytes = images.numel()
         fits = _fits_on(self.device, nbytes) if max_device_bytes is None else nbytes <= max_device_bytes
         self.resident = fits
-        if self.resident:
-            self.images = _resident_copy(images, self.device)
+        self._pin = not fits and pin and self.device.type == "cuda"
+        if fits and images.device == self.device and images.is_contiguous():
+            self.images = images  # caching the source itself would keep it alive for ever
+        elif fits:
+            self.images = _held_copy(images, str(self.device), lambda: images.to(self.device).contiguous())
+        elif self._pin and not (images.is_pinned() and images.is_contiguous()):
+            self.images = _held_copy(images, "pinned", lambda: images.cpu().contiguous().pin_memory())
         else:
-            host = images.cpu().contiguous()
-            self._pin = pin and self.device.type == "cuda"
-            self.images = host.pin_memory() if self._pin and not host.is_pinned() else host
+            self.images = images.cpu().contiguous()
 
     def __len__(self) -> int:
         """Number of images."""

@@ -88,6 +88,8 @@ def test_pinned_host_staging_serves_the_same_batches_on_cuda():
     resident = DeviceFeeder(images, "cuda")
     staged = DeviceFeeder(images, "cuda", max_device_bytes=0)
     assert resident.resident and not staged.resident and staged.images.is_pinned()
+    again = DeviceFeeder(images, "cuda", max_device_bytes=0)
+    assert again.images.data_ptr() == staged.images.data_ptr()  # one pinned copy per process
     g1, g2 = (torch.Generator(device="cuda").manual_seed(1) for _ in range(2))
     for a, b in zip(resident.batches(32, g1), staged.batches(32, g2), strict=True):
         assert a.device.type == b.device.type == "cuda" and torch.equal(a, b)
