@@ -69,7 +69,7 @@ def _load_shapes(*, root: Optional[Path], download: bool, size: Optional[int], s
     if n_train < len(shapes.SHAPES):
         raise ValueError(f"dataset shapes: size must be >= {len(shapes.SHAPES)} (got {n_train})")
     train_x, train_y = shapes.generate(n_train, seed, stream=0)
-    # The test set depends on the seed only through its own stream, so it has a fixed size per seed.
+    # A stream of its own: test images are never copies of training images.
     test_x, test_y = shapes.generate(max(n_train // shapes.TEST_FRACTION, len(shapes.SHAPES)), seed, stream=1)
     return DataSplits(pretrain=train_x, train_x=train_x, train_y=train_y, test_x=test_x,
                       test_y=test_y, num_classes=len(shapes.SHAPES), task="classification",
