@@ -69,13 +69,16 @@ class Setup:
     steps: int = 50
     compile_backend: str = "inductor"
     workers: int = 0  # 0: as many as cores allow
+    threads: int = 0  # intra-op threads of this process (0: torch's default); packed trials split them
     pack: tuple[int, ...] = (1, 2, 4)
     pack_batch_size: int = 256
     pack_seconds: float = 10.0
 
 
+# One thread: on a small shared CPU, OpenMP threads that spin at barriers while descheduled made
+# tiny steps 10-50x slower, and packed trials meaningless.
 SMOKE = dict(backbone="convnet", image_size=16, batch_size=16, precision="fp32", channels_last=False,
-             dataset_size=96, warmup_steps=1, steps=2, compile_backend="aot_eager", workers=1,
+             dataset_size=96, warmup_steps=1, steps=2, compile_backend="aot_eager", workers=1, threads=1,
              pack_batch_size=8, pack_seconds=0.5)
 
 
@@ -305,7 +308,7 @@ def _packing(setup: Setup) -> dict:
         for p in procs:
             _expect(p, "ready")
         for k in setup.pack:
-            threads = max(1, _cores() // k)
+            threads = max(1, (setup.threads or _cores()) // k)
             for p in procs[:k]:
                 _send(p, f"run {threads}")
             for p in procs[:k]:
@@ -340,6 +343,8 @@ def _device_name(device: torch.device) -> str:
 def measure(setup: Setup) -> dict:
     """Run every section and return the JSON-ready result."""
     started = time.perf_counter()
+    if setup.threads:
+        torch.set_num_threads(setup.threads)
     device = torch.device(setup.device)
     model, optimizer = _model_and_optimizer(setup, device)
     compiled = torch.compile(model, backend=setup.compile_backend)
