@@ -24,7 +24,7 @@ def test_smoke_run_writes_every_section(tmp_path):
     for mode in ("eager", "compiled"):
         assert _rate(result["model_alone"][mode]) > 0
     assert _rate(result["reference_dataloader"]) > 0 and result["reference_dataloader"]["workers"] >= 1
-    for mode in ("eager", "eager_item_per_step", "compiled"):
+    for mode in ("eager", "eager_item_per_step", "eager_one_call", "compiled"):
         assert _rate(result["ours"][mode]) > 0
     assert result["ours"]["compiled"]["augmentation_compiled"] is True
     assert _rate(result["augment_only"]["eager"]) > 0 and _rate(result["augment_only"]["compiled"]) > 0
