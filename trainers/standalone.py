@@ -8,6 +8,7 @@ epoch's whole state) and writes ``DIR/metrics.json`` (status, epochs run, final 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,14 @@ from trainers.state import CheckpointError
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a config file means the number."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+                              list("-+0123456789."))
 
 
 def train_main(config_path: Path, out_dir: Path, resume: bool) -> int:
@@ -70,7 +79,7 @@ def read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError("config", f"no such file: {path}")
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.load(path.read_text(), Loader=_Loader)
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError("config", f"{path} is not valid YAML or JSON ({first})") from None

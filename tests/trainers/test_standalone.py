@@ -126,3 +126,10 @@ def test_runs_under_torchrun_with_two_gloo_processes(tmp_path):
         ["epoch 1/2", "epoch 2/2"]
     assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
     assert time.monotonic() - started < 180
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    from trainers.standalone import read_config
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 1e-3\nweight_decay: 5E-4\nbatch_size: 16\ndataset: shapes\n")
+    assert read_config(path) == {"lr": 0.001, "weight_decay": 0.0005, "batch_size": 16, "dataset": "shapes"}
