@@ -87,9 +87,6 @@ def start_ray(address: str | None) -> bool:
     if address:
         ray.init(address=address, **common)
     else:
-        # Token authentication is Ray's default for a local cluster; saying so keeps it on without
-        # Ray's warning on every run.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **common)
     return True
 
@@ -187,6 +184,8 @@ def _tune(study: Study, study_dir: Path, search_alg, num_samples: int, experimen
             max_concurrent_trials=study.max_concurrent,
             time_budget_s=study.time_budget_s,
             trial_dirname_creator=trial_dirname,
+            # A new trial reuses a finished trial's worker process: no second torch import and start-up.
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=experiment,
