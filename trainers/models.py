@@ -29,21 +29,21 @@ class SimCLRModel(nn.Module):
         return h, self.head(h)
 
 
-def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True)]
 
 
 def convnet(*, stem: str, width: int) -> tuple[nn.Module, int]:
-    """The small CPU encoder: four conv-BN-ReLU blocks (16-32-64-128 x width) with 2x2 max pools
-    between them and a global max pool; h of 128 x width.
+    """The small CPU encoder: a stride-2 conv stem, then conv-BN-ReLU blocks of 32, 64, 128 (x width)
+    channels with 2x2 max pools between them and a global max pool; h of 128 x width.
 
-    Sized so that a quickstart trial (32x32 images) trains in seconds on one CPU thread (about 4M
-    multiply-adds per image); the global max pool learns shape detectors faster than an average on
-    the quickstart's shapes. The first block at full resolution is the stem, so ``stem`` does not apply.
+    Sized so that a quickstart trial (8 epochs of 3000 32x32 images) trains in about 20 s on one CPU
+    thread; the global max pool learns shape detectors faster than an average does on the quickstart's
+    shapes. The stride-2 first block is the stem, so ``stem`` does not apply.
     """
     c = 16 * width
-    layers = (_conv_bn_relu(3, c) + [nn.MaxPool2d(2)]              # 16x16
+    layers = (_conv_bn_relu(3, c, stride=2)                         # 16x16
               + _conv_bn_relu(c, 2 * c) + [nn.MaxPool2d(2)]         # 8x8
               + _conv_bn_relu(2 * c, 4 * c) + [nn.MaxPool2d(2)]     # 4x4
               + _conv_bn_relu(4 * c, 8 * c)
