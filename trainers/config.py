@@ -67,7 +67,7 @@ class TrainConfig:
     semi_hard: bool = False
     # augmentation
     augmentations: tuple[str, ...] = SIMCLR_AUGMENTATIONS
-    color_jitter_strength: float = 0.5
+    color_jitter_strength: float = 1.0
     crop_min_scale: float = 0.08
     # runtime
     seed: int = 0
