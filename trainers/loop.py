@@ -50,8 +50,11 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
     local_batch = cfg.batch_size // world
 
     # Data: uint8 on the device, shuffled and augmented there in batches.
-    data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download,
-                        size=cfg.dataset_size or None, seed=cfg.seed)
+    try:
+        data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download,
+                            size=cfg.dataset_size or None, seed=cfg.seed)
+    except ValueError as err:  # missing files, a size the set cannot give: the user's to fix
+        raise ConfigError("dataset", str(err).removeprefix("dataset ")) from None
     feeder = DeviceFeeder(data.pretrain, device)
     steps_per_epoch = feeder.steps_per_epoch(cfg.batch_size)
     if steps_per_epoch == 0:

@@ -51,7 +51,6 @@ def train_main(config_path: Path, out_dir: Path, resume: bool) -> int:
     rank, world = distributed.rank_and_world()
     try:
         if rank == 0:
-            out_dir.mkdir(parents=True, exist_ok=True)
             if resume and resume_from is None:
                 print(f"no checkpoint in {out_dir}; starting from epoch 1", file=sys.stderr)
             where = f" on {world} processes" if world > 1 else ""
@@ -68,6 +67,7 @@ def train_main(config_path: Path, out_dir: Path, resume: bool) -> int:
         if joined:
             torch.distributed.destroy_process_group()
     if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
         _write_json(out_dir / METRICS, {**summary, "config": cfg.to_dict()})
         if summary["status"] == "diverged":
             print(f"diverged at epoch {summary['epochs_run']}: the loss is not finite", file=sys.stderr)

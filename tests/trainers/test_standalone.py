@@ -60,6 +60,7 @@ def test_a_run_prints_a_line_per_epoch_and_writes_checkpoint_and_metrics(tmp_pat
     ("- just\n- a list\n", "error: config: {path} must hold a mapping of TrainConfig fields (got list)"),
     ("epochs: [1,\n", "error: config: {path} is not valid YAML or JSON ("),
     (None, "error: config: no such file: {path}"),
+    ({"dataset": "cifar10", "data_root": "/nonexistent"}, "error: dataset: cifar10: no CIFAR-10 files under /nonexistent"),
 ])
 def test_refusals_are_one_line_on_stderr_with_exit_2(tmp_path, capsys, content, expected):
     path = tmp_path / "config.yaml"
@@ -70,7 +71,7 @@ def test_refusals_are_one_line_on_stderr_with_exit_2(tmp_path, capsys, content, 
     assert train_main(path, tmp_path / "out", resume=False) == 2
     err = capsys.readouterr().err
     assert err.startswith(expected.format(path=path)) and err.count("\n") == 1
-    assert not (tmp_path / "out").exists()
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
 def test_diverged_run_exits_1_and_writes_null_loss(tmp_path, capsys):
