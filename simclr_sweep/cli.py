@@ -16,6 +16,14 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
+def _finished(outcome) -> int:
+    """Print how a study ended and where its report is; a study whose every trial failed exits 1."""
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
+    print(f"finished: {counts}")
+    print(f"report: {outcome.report}")
+    return 1 if outcome.counts and set(outcome.counts) == {"failed"} else 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     study = load_study(args.space)
     params = ", ".join(study.parameters)
@@ -36,21 +44,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         study = replace(study, name=args.name)
     print(f"study {study.name}: {study.num_trials} trials, {study.max_concurrent} at a time, "
           f"storage {Path(args.storage).resolve() / study.name}", flush=True)
-    outcome = run_study(study, Path(args.storage), address=args.address)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
-    print(f"finished: {counts}")
-    print(f"report: {outcome.report}")
-    return 1 if outcome.counts and set(outcome.counts) == {"failed"} else 0
+    return _finished(run_study(study, Path(args.storage), address=args.address))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from simclr_sweep.runner import resume_study
 
-    outcome = resume_study(Path(args.study_dir), address=args.address)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
-    print(f"finished: {counts}")
-    print(f"report: {outcome.report}")
-    return 1 if outcome.counts and set(outcome.counts) == {"failed"} else 0
+    return _finished(resume_study(Path(args.study_dir), address=args.address))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -7,15 +7,6 @@ from torch import nn
 from trainers.embeddings import _conditional_p, export_embeddings, kl_divergence, tsne
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small dense problems: extra threads only add synchronisation cost on a shared machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _clusters(n=120, d=20, k=3, seed=0):
     gen = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % k

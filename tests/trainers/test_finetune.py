@@ -9,15 +9,6 @@ from trainers.finetune import (FinetuneConfig, balanced_subset, finetune_classif
                                load_segmentation_pairs, mean_iou, spatial_trunk)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models: extra threads only add synchronisation cost on a shared machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _encoder():
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),

@@ -8,14 +8,6 @@ import torch
 from trainers import ConfigError, TrainConfig, fit
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tests share two cores with others: more threads than cores makes every step many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 TINY = dict(dataset="shapes", dataset_size=64, backbone="convnet", projection_dim=16, projection_hidden_dim=32,
             epochs=2, batch_size=32, lr=1e-3, eval_every=1, knn_k=5, augmentations="crop,flip")
 

@@ -9,15 +9,6 @@ from trainers import TrainConfig
 from trainers.models import BACKBONES, HEADS, build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tests share two cores with others: more threads than cores makes every step many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

@@ -9,15 +9,6 @@ from trainers import probes
 from trainers.probes import fit_logistic_lbfgs, fit_logistic_sgd, linear_r2, linear_top1
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These problems are tiny: several threads only add synchronisation cost on a shared machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _blobs(n, d, k, spread, seed):
     gen = torch.Generator().manual_seed(seed)
     centres = torch.randn(k, d, generator=gen) * 2

@@ -10,14 +10,6 @@ from trainers import TrainConfig, fit
 from trainers.state import CheckpointError, load_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tests share two cores with others: more threads than cores makes every step many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 TINY = dict(dataset="shapes", dataset_size=64, projection_dim=16, projection_hidden_dim=32, epochs=3,
             batch_size=32, eval_every=1, knn_k=5, augmentations="crop,flip,color_jitter", warmup_epochs=1,
             optimizer="lars", lr=0.5, lr_scaling="linear")

@@ -15,7 +15,6 @@ OPTIONS = {"dataset": "shapes", "dataset_size": 1000, "backbone": "convnet", "ep
 
 @pytest.fixture(scope="module")
 def trained_and_random():
-    torch.set_num_threads(1)
     cfg = TrainConfig.from_dict(OPTIONS)
     trained = fit(cfg)["metrics"]
     data = load_dataset("shapes", root=None, download=False, size=OPTIONS["dataset_size"], seed=0)

@@ -20,15 +20,6 @@ TINY = dict(dataset_size=48, batch_size=16, epochs=3, projection_dim=8, projecti
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tests share two cores with others: more threads than cores makes every step many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _config(tmp_path: Path, **overrides) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({**TINY, **overrides}))
