@@ -59,6 +59,9 @@ class StudyTables:
         self.auto_compact_parts = auto_compact_parts
         self._lock = threading.Lock()
         self._last_seq = 0
+        # The writer's own copy of the trials it last wrote, valid while the file is the one it wrote.
+        self._rows: dict[str, dict[str, Any]] | None = None
+        self._written: tuple[int, int] | None = None
 
     # -- trials ---------------------------------------------------------------------------
 
@@ -68,11 +71,14 @@ class StudyTables:
         if not new_rows:
             return
         with self._lock:
-            merged = {row["trial_id"]: row for row in self._existing_trial_rows()}
+            if self._rows is None or self._written != _stamp(self.trials_path):
+                self._rows = {row["trial_id"]: row for row in self._existing_trial_rows()}
+            merged = dict(self._rows)
             for row in new_rows:
                 merged.pop(row["trial_id"], None)  # a replaced trial moves to the end
                 merged[row["trial_id"]] = row
             _write_atomic(_trials_table(list(merged.values())), self.trials_path)
+            self._rows, self._written = merged, _stamp(self.trials_path)
 
     def read_trials(self) -> pd.DataFrame:
         """All trials as a DataFrame (an empty one with the fixed columns before any write)."""
@@ -285,6 +291,15 @@ def _part_key(path: Path) -> tuple[int, int]:
     match = _PART_NAME.match(path.name)
     assert match is not None  # _parts() lists only matching names
     return int(match.group(1)), int(match.group(2) == "compacted")
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """What identifies one version of a file: its modification time and size."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def _write_atomic(table: pa.Table, target: Path) -> None:

@@ -50,14 +50,21 @@ class TrialRecord:
 
 
 class TableRecorder(Callback):
-    """Writes `tables/trials.parquet` and `tables/epochs/` at each trial event."""
+    """Writes `tables/trials.parquet` and `tables/epochs/` at each trial event.
 
-    def __init__(self, study: Study, study_dir: Path, setup: TrialSetup):
+    Epoch rows, starts, completions and errors are written at once. A trial's row is also refreshed
+    after its epochs, at most every `refresh_s` seconds: the epochs table already holds each epoch, and
+    rewriting the trials table after every epoch of every trial would cost more than short trials do.
+    """
+
+    def __init__(self, study: Study, study_dir: Path, setup: TrialSetup, refresh_s: float = 1.0):
         self.study = study
         self.study_dir = Path(study_dir)
         self.trial_setup = setup
+        self.refresh_s = refresh_s
         self.records: dict[str, TrialRecord] = {}
-        self.started = time.time()
+        self._stale: set[str] = set()  # trials whose row lags behind their epochs
+        self._last_write = 0.0
 
     @property
     def tables(self) -> StudyTables:
@@ -86,7 +93,7 @@ class TableRecorder(Callback):
             record.wall_before = self._wall(record)
             record.session_start = _now()
         record.status, record.ended_at, record.error = "running", None, None
-        self._write_trial(record)
+        self._write(record)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         record = self._record(trial)
@@ -96,20 +103,21 @@ class TableRecorder(Callback):
         record.epochs = [e for e in record.epochs if e["epoch"] != metrics["epoch"]] + [metrics]
         record.epochs.sort(key=lambda e: e["epoch"])
         self.tables.append_epochs([{"trial_id": record.trial_id, **metrics}])
-        self._write_trial(record)
+        self._stale.add(record.trial_id)
+        self._refresh()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         record = self._record(trial)
         record.ended_at = _now()
         record.status = self._final_status(record)
-        self._write_trial(record)
+        self._write(record)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         record = self._record(trial)
         record.ended_at = _now()
         record.status = "failed"
         record.error = _error_text(trial)
-        self._write_trial(record)
+        self._write(record)
 
     def _record(self, trial) -> TrialRecord:
         trial_id = table_trial_id(trial)
@@ -128,7 +136,11 @@ class TableRecorder(Callback):
             self.records[trial_id] = record
         return record
 
+    def on_step_end(self, iteration, trials, **info):
+        self._refresh()
+
     def on_experiment_end(self, trials, **info):
+        self._refresh(force=True)
         self.tables.compact_epochs()
 
     # -- rows --
@@ -140,8 +152,17 @@ class TableRecorder(Callback):
             return "early_stopped"
         return "completed"
 
-    def _write_trial(self, record: TrialRecord) -> None:
-        self.tables.upsert_trials([self.trial_row(record)])
+    def _write(self, record: TrialRecord) -> None:
+        """Write this trial's row now, with any rows that lag behind their epochs."""
+        self._stale.add(record.trial_id)
+        self._refresh(force=True)
+
+    def _refresh(self, force: bool = False) -> None:
+        if not self._stale or (not force and time.monotonic() - self._last_write < self.refresh_s):
+            return
+        self.tables.upsert_trials([self.trial_row(self.records[t]) for t in sorted(self._stale)])
+        self._stale.clear()
+        self._last_write = time.monotonic()
 
     @staticmethod
     def _wall(record: TrialRecord) -> float:

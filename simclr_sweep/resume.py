@@ -8,7 +8,8 @@ Optuna journal are written at each event, so they decide:
 - a trial the tables show `running` continues from its last checkpoint under its own id;
 - repeats of a configuration that never started are started (`seeds > 1`);
 - Optuna learns every result exactly once: trials it was never told of are told from the tables
-  (or when their continuation ends), and suggestions that never ran are marked failed;
+  (or when their continuation ends), and suggestions Optuna made that never started are run now
+  (a grid sampler counts them as taken, so dropping them would lose their grid points);
 - the study ends with exactly the declared number of trials.
 
 The continuation is a new Tune experiment (`tune-resume-<k>/`) beside the first (`tune/`).
@@ -28,7 +29,7 @@ from ray.tune.search import Searcher
 from reports.tables import StudyTables
 from simclr_sweep.recording import params_from_row
 from simclr_sweep.study import Study
-from simclr_sweep.trainable import CHECKPOINT_FILE, RESUME_FROM, RESUME_OF, TRIAL_INDEX, sampled_params
+from simclr_sweep.trainable import CHECKPOINT_FILE, RESUME_FROM, RESUME_OF, SUGGESTION, TRIAL_INDEX, sampled_params
 
 TERMINAL = ("completed", "early_stopped", "diverged", "failed")
 
@@ -50,7 +51,7 @@ class ResumePlan:
     new_trials: int  # trials the searcher still has to suggest
     pending: dict[str, PendingTell]  # config key -> the Optuna trial waiting for it
     told: int = 0  # Optuna trials told from the tables during planning
-    failed_suggestions: int = 0  # Optuna trials that never ran, marked failed
+    failed_suggestions: int = 0  # duplicate Optuna suggestions that never ran, marked failed
 
     @property
     def num_samples(self) -> int:
@@ -58,9 +59,22 @@ class ResumePlan:
 
 
 def latest_checkpoint(study_dir: Path, trial_id: str) -> Path | None:
-    """The newest checkpoint file any Tune experiment of the study holds for a trial."""
-    files = list(study_dir.glob(f"tune*/trial-{trial_id}/checkpoint_*/{CHECKPOINT_FILE}"))
-    return max(files, key=lambda p: p.stat().st_mtime) if files else None
+    """The newest whole checkpoint any Tune experiment of the study holds for a trial.
+
+    A driver killed while Tune was copying a checkpoint into place leaves a truncated file: such a
+    file is passed over for the one before it.
+    """
+    from trainers.state import CheckpointError, load_checkpoint
+
+    files = sorted(study_dir.glob(f"tune*/trial-{trial_id}/checkpoint_*/{CHECKPOINT_FILE}"),
+                   key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in files:
+        try:
+            load_checkpoint(path)
+        except CheckpointError:
+            continue
+        return path
+    return None
 
 
 def next_experiment_name(study_dir: Path) -> str:
@@ -112,8 +126,14 @@ def plan_resume(study: Study, study_dir: Path, optuna_study) -> ResumePlan:
             if study.seeds > 1 and index not in started:
                 continued.append({**group[0]["_params"], TRIAL_INDEX: index})
 
-    pending, told, failed = _reconcile_optuna(study, optuna_study, by_config, base_seed)
-    new_configs = max(study.trials - len(by_config), 0)
+    pending, told, failed, unstarted = _reconcile_optuna(study, optuna_study, by_config, base_seed)
+    for number, params in unstarted:
+        for index in range(study.seeds):
+            config = {**params, SUGGESTION: number}
+            if study.seeds > 1:
+                config[TRIAL_INDEX] = index
+            continued.append(config)
+    new_configs = max(study.trials - len(by_config) - len(unstarted), 0)
     return ResumePlan(
         continued=continued,
         new_trials=new_configs * study.seeds,
@@ -123,19 +143,29 @@ def plan_resume(study: Study, study_dir: Path, optuna_study) -> ResumePlan:
     )
 
 
-def _reconcile_optuna(study: Study, optuna_study, by_config, base_seed: int) -> tuple[dict[str, PendingTell], int, int]:
-    """Tell Optuna what the tables know; keep waiting for what still runs; fail what never ran."""
+def _reconcile_optuna(study: Study, optuna_study, by_config, base_seed: int):
+    """Tell Optuna what the tables know; keep waiting for what still runs or never started.
+
+    Returns (pending tells, trials told, duplicates failed, [(number, params)] of suggestions to run).
+    """
     import optuna
 
     pending: dict[str, PendingTell] = {}
+    unstarted: list[tuple[int, dict[str, Any]]] = []
     told = failed = 0
     column = f"last.{study.metric}"
     for ot_trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         key = _config_key(study, ot_trial.params)
         group = by_config.get(key)
-        if not group or key in pending:
+        if key in pending:
             optuna_study.tell(ot_trial.number, state=optuna.trial.TrialState.FAIL)
             failed += 1
+            continue
+        if not group:
+            params = {k: v for k, v in ot_trial.params.items() if k in study.parameters}
+            unstarted.append((ot_trial.number, params))
+            pending[key] = PendingTell(number=ot_trial.number, waiting={
+                _suggestion_id(ot_trial.number, i) for i in range(study.seeds)})
             continue
         values = [float(r[column]) for r in group
                   if r["status"] in TERMINAL and column in r and r[column] is not None and math.isfinite(r[column])]
@@ -147,7 +177,11 @@ def _reconcile_optuna(study: Study, optuna_study, by_config, base_seed: int) -> 
         else:
             _tell(optuna_study, ot_trial.number, values)
             told += 1
-    return pending, told, failed
+    return pending, told, failed, unstarted
+
+
+def _suggestion_id(number: int, index: int) -> str:
+    return f"suggestion-{number}-{index}"
 
 
 def _tell(optuna_study, number: int, values: list[float]) -> None:
@@ -197,7 +231,10 @@ class ResumingSearch(Searcher):
         value = (result or {}).get(self.study.metric)
         if not error and value is not None and math.isfinite(value):
             waiting.values.append(float(value))
-        done_id = config.get(RESUME_OF) or f"repeat-{config.get(TRIAL_INDEX, 0)}"
+        if SUGGESTION in config:
+            done_id = _suggestion_id(config[SUGGESTION], config.get(TRIAL_INDEX, 0))
+        else:
+            done_id = config.get(RESUME_OF) or f"repeat-{config.get(TRIAL_INDEX, 0)}"
         waiting.waiting.discard(done_id)
         if not waiting.waiting:
             _tell(self.optuna_study, waiting.number, waiting.values)

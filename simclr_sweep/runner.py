@@ -184,8 +184,6 @@ def _tune(study: Study, study_dir: Path, search_alg, num_samples: int, experimen
             max_concurrent_trials=study.max_concurrent,
             time_budget_s=study.time_budget_s,
             trial_dirname_creator=trial_dirname,
-            # A new trial reuses a finished trial's worker process: no second torch import and start-up.
-            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=experiment,
@@ -246,7 +244,7 @@ def resume_study(study_dir: Path, address: str | None = None, stream: TextIO | N
     plan = plan_resume(study, study_dir, optuna_study)
     out = stream or sys.stdout
     print(f"resuming {study.name}: {len(plan.continued)} trials to continue, {plan.new_trials} new "
-          f"({plan.told} results told to Optuna from the tables, {plan.failed_suggestions} unused suggestions dropped)",
+          f"({plan.told} results told to Optuna from the tables)",
           file=out, flush=True)
     if plan.num_samples == 0:
         from simclr_sweep.trainable import TrialSetup

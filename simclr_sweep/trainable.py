@@ -18,7 +18,8 @@ CHECKPOINT_FILE = "trainer.pt"
 TRIAL_INDEX = "__trial_index__"  # set by Tune's Repeater when a study repeats configurations
 RESUME_OF = "__resume_of__"  # on resume: the trial id (in our tables) this Tune trial continues
 RESUME_FROM = "__resume_from__"  # on resume: that trial's last checkpoint file, if it left one
-INTERNAL_KEYS = (TRIAL_INDEX, RESUME_OF, RESUME_FROM)
+SUGGESTION = "__suggestion__"  # on resume: the Optuna trial number of a suggestion that never ran
+INTERNAL_KEYS = (TRIAL_INDEX, RESUME_OF, RESUME_FROM, SUGGESTION)
 
 
 @dataclass(frozen=True)

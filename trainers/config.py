@@ -26,6 +26,10 @@ class ConfigError(ValueError):
         self.field = field
         self.message = message
 
+    def __reduce__(self):
+        # Pickled across processes (a Ray worker's error reaching the driver): rebuild from both parts.
+        return ConfigError, (self.field, self.message)
+
 
 @dataclass(frozen=True)
 class TrainConfig:

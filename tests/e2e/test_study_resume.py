@@ -21,7 +21,7 @@ GRID = {
     "method": "grid",
     "max_concurrent": 2,
     "resources": {"cpu": 1},
-    "fixed": {"dataset": "shapes", "dataset_size": 256, "backbone": "convnet", "epochs": 3,
+    "fixed": {"dataset": "shapes", "dataset_size": 512, "backbone": "convnet", "epochs": 4,
               "batch_size": 64, "optimizer": "adam", "lr": 0.002, "eval_every": 1},
     "parameters": {
         "temperature": {"values": [0.2, 0.5]},
@@ -33,13 +33,25 @@ TERMINAL = {"completed", "early_stopped", "diverged", "failed"}
 
 def _trials(study_dir: Path) -> pd.DataFrame:
     path = study_dir / "tables" / "trials.parquet"
-    return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["status", "epochs_run"])
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["trial_id", "status", "epochs_run"])
+
+
+def _epochs_seen(study_dir: Path) -> pd.Series:
+    """Epochs recorded per trial so far (the epochs table is written at every epoch)."""
+    try:
+        epochs = pd.read_parquet(study_dir / "tables" / "epochs")
+    except (FileNotFoundError, OSError, ValueError):
+        return pd.Series(dtype=int)
+    return epochs.groupby("trial_id")["epoch"].nunique() if len(epochs) else pd.Series(dtype=int)
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL the driver and every process it started (Ray's raylet, GCS, workers), by pid."""
-    parent = psutil.Process(proc.pid)
-    victims = [parent] + parent.children(recursive=True)
+    try:
+        parent = psutil.Process(proc.pid)
+        victims = [parent] + parent.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
     for p in victims:
         try:
             p.kill()
@@ -62,16 +74,18 @@ def interrupted_then_resumed(tmp_path_factory):
         deadline = time.time() + 300
         while time.time() < deadline:
             t = _trials(study_dir)
-            running = t[(t["status"] == "running") & (t["epochs_run"] >= 1)]
-            if (t["status"].isin(TERMINAL)).sum() >= 1 and len(running) >= 1:
+            seen = _epochs_seen(study_dir)
+            half = [tid for tid in t.loc[t["status"] == "running", "trial_id"] if 1 <= seen.get(tid, 0) < 4]
+            if (t["status"].isin(TERMINAL)).sum() >= 1 and half:
                 break
             assert run.poll() is None, run.stdout.read().decode()
-            time.sleep(0.5)
+            time.sleep(0.2)
         else:
             pytest.fail("the study never reached a state with a finished and a half-trained trial")
     finally:
         _kill_tree(run)
     before = _trials(study_dir)
+    before["epochs_run"] = [int(_epochs_seen(study_dir).get(tid, 0)) for tid in before["trial_id"]]
     resumed = subprocess.run([sys.executable, "-m", "simclr_sweep", "resume", str(study_dir)],
                              cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
     return before, resumed, study_dir
@@ -103,7 +117,7 @@ def test_finished_trials_keep_their_rows_and_interrupted_ones_keep_their_ids(int
             assert after.loc[row["trial_id"], "ended_at"] == row["ended_at"]  # not run again
         else:
             assert after.loc[row["trial_id"], "status"] in TERMINAL
-            assert after.loc[row["trial_id"], "epochs_run"] == 3
+            assert after.loc[row["trial_id"], "epochs_run"] == 4
 
 
 def test_interrupted_trial_continued_from_its_checkpoint(interrupted_then_resumed):
@@ -113,7 +127,7 @@ def test_interrupted_trial_continued_from_its_checkpoint(interrupted_then_resume
         resumed_dir = study_dir / "tune-resume-1" / f"trial-{row['trial_id']}"
         reports = max(int(p.name.split("_")[-1]) for p in resumed_dir.glob("checkpoint_*")) + 1
         # Only the epochs after its last checkpoint were trained again.
-        assert reports <= 3 - int(row["epochs_run"]) + 1
+        assert reports <= 4 - int(row["epochs_run"]) + 1
 
 
 def test_epoch_rows_unique_and_complete(interrupted_then_resumed):

@@ -195,3 +195,11 @@ def test_flatten_params_joins_nested_keys_and_sorts_augmentations():
 
 def test_statuses_are_the_design_ones():
     assert STATUSES == ("running", "completed", "early_stopped", "diverged", "failed")
+
+
+def test_a_writer_sees_rows_another_writer_added_since_its_last_write(tmp_path):
+    first, second = StudyTables(tmp_path), StudyTables(tmp_path)
+    first.upsert_trials([_trial("t1")])
+    second.upsert_trials([_trial("t2")])
+    first.upsert_trials([_trial("t3")])  # its own copy of the file is stale: it must read again
+    assert sorted(StudyTables(tmp_path).read_trials()["trial_id"]) == ["t1", "t2", "t3"]

@@ -91,3 +91,11 @@ def test_direct_construction_and_replace_validate_too():
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         TrainConfig().lr = 0.1
+
+
+def test_config_error_survives_pickling_between_processes():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(ConfigError("dataset", "cifar10: no CIFAR-10 files under /x")))
+    assert (err.field, err.message, str(err)) == ("dataset", "cifar10: no CIFAR-10 files under /x",
+                                                  "dataset: cifar10: no CIFAR-10 files under /x")

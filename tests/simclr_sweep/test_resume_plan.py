@@ -1,0 +1,78 @@
+"""What `resume` decides from the tables and the Optuna journal, without running anything."""
+from datetime import datetime, timezone
+
+import optuna
+import pytest
+
+from reports.tables import StudyTables
+from simclr_sweep.resume import plan_resume
+from simclr_sweep.runner import open_journal, open_optuna_study
+from simclr_sweep.search import define_by_run, make_sampler
+from simclr_sweep.study import parse_study
+from simclr_sweep.trainable import RESUME_OF, SUGGESTION
+
+T0 = datetime(2026, 11, 25, tzinfo=timezone.utc)
+
+
+def _row(trial_id, status, temperature, augmentations):
+    return {"trial_id": trial_id, "config_id": trial_id, "seed": 0, "status": status,
+            "param.temperature": temperature, "param.augmentations": augmentations,
+            "last.knn_top1": 0.4 if status == "completed" else None, "epochs_run": 2, "wall_s": 1.0,
+            "gpu_s": 0.0, "error": None, "started_at": T0, "ended_at": T0 if status == "completed" else None}
+
+
+@pytest.fixture
+def interrupted_grid(tmp_path):
+    study = parse_study({"name": "g", "metric": {"name": "knn_top1", "goal": "maximize"}, "method": "grid",
+                         "fixed": {"epochs": 3}, "parameters": {"temperature": {"values": [0.2, 0.5]},
+                                                                "augmentations": {"values": ["crop", "flip"]}}})
+    optuna_study = open_optuna_study(study, open_journal(tmp_path))
+    optuna_study.sampler = make_sampler(study)
+    space = define_by_run(study)
+    asked = []
+    for _ in range(3):  # three suggestions: one finished, one half-trained, one never started
+        trial = optuna_study.ask()
+        space(trial)
+        asked.append(trial)
+    done, running, unstarted = asked
+    optuna_study.tell(done.number, 0.4)
+    StudyTables(tmp_path).upsert_trials([
+        _row("done", "completed", done.params["temperature"], done.params["augmentations"]),
+        _row("half", "running", running.params["temperature"], running.params["augmentations"]),
+    ])
+    return study, tmp_path, optuna_study, running, unstarted
+
+
+def test_plan_continues_the_running_trial_runs_the_unstarted_suggestion_and_fills_up(interrupted_grid):
+    study, study_dir, optuna_study, running, unstarted = interrupted_grid
+    plan = plan_resume(study, study_dir, optuna_study)
+    assert [c.get(RESUME_OF) for c in plan.continued] == ["half", None]
+    assert plan.continued[1][SUGGESTION] == unstarted.number
+    assert {k: plan.continued[1][k] for k in ("temperature", "augmentations")} == unstarted.params
+    assert plan.new_trials == 1  # 4 grid points - 2 in the tables - 1 suggestion still to run
+    assert plan.num_samples == 3
+
+
+def test_plan_fails_no_grid_point_so_the_grid_stays_whole(interrupted_grid):
+    study, study_dir, optuna_study, _, _ = interrupted_grid
+    plan_resume(study, study_dir, optuna_study)
+    states = [t.state for t in optuna_study.get_trials()]
+    assert optuna.trial.TrialState.FAIL not in states
+    assert states.count(optuna.trial.TrialState.RUNNING) == 2  # told when their runs end
+
+
+def test_a_checkpoint_cut_short_by_the_kill_is_passed_over(tmp_path):
+    import os
+
+    from simclr_sweep.resume import latest_checkpoint
+    from trainers.state import save_checkpoint
+
+    whole = tmp_path / "tune" / "trial-t1" / "checkpoint_000001" / "trainer.pt"
+    cut = tmp_path / "tune" / "trial-t1" / "checkpoint_000002" / "trainer.pt"
+    for path in (whole, cut):
+        path.parent.mkdir(parents=True)
+        save_checkpoint(path, {"epoch": 1, "model": {}})
+    cut.write_bytes(cut.read_bytes()[:20])  # what a copy interrupted by SIGKILL leaves
+    os.utime(whole, (1, 1))  # the whole one is older
+    assert latest_checkpoint(tmp_path, "t1") == whole
+    assert latest_checkpoint(tmp_path, "other") is None
