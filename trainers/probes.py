@@ -59,19 +59,23 @@ def _split(n: int, val_fraction: float, seed: int, device: torch.device) -> tupl
     return perm[n_val:], perm[:n_val]
 
 
+def _start(x: Tensor, num_classes: int, init: Optional[LogisticFit]) -> tuple[Tensor, Tensor]:
+    """Trainable weight and bias: zeros, or a copy of `init` (a warm start along the L2 path)."""
+    weight = torch.zeros(x.shape[1], num_classes, dtype=x.dtype, device=x.device)
+    bias = torch.zeros(num_classes, dtype=x.dtype, device=x.device)
+    if init is not None:
+        weight.copy_(init.weight)
+        bias.copy_(init.bias)
+    return weight.requires_grad_(True), bias.requires_grad_(True)
+
+
 def fit_logistic_lbfgs(x: Tensor, y: Tensor, *, num_classes: int, l2: float, max_iter: int = 500,
                        init: Optional[LogisticFit] = None) -> LogisticFit:
     """Minimise mean cross-entropy + l2/2 * ||W||^2 (bias unpenalised) with full-batch L-BFGS.
 
     The same optimum as scikit-learn's LogisticRegression(C=1 / (len(x) * l2)).
     """
-    weight = torch.zeros(x.shape[1], num_classes, dtype=x.dtype, device=x.device)
-    bias = torch.zeros(num_classes, dtype=x.dtype, device=x.device)
-    if init is not None:
-        weight.copy_(init.weight)
-        bias.copy_(init.bias)
-    weight.requires_grad_(True)
-    bias.requires_grad_(True)
+    weight, bias = _start(x, num_classes, init)
     opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, history_size=20,
                             tolerance_grad=1e-10, tolerance_change=1e-14, line_search_fn="strong_wolfe")
 
@@ -91,13 +95,7 @@ def fit_logistic_sgd(x: Tensor, y: Tensor, *, num_classes: int, l2: float, epoch
                      init: Optional[LogisticFit] = None) -> LogisticFit:
     """The same objective as `fit_logistic_lbfgs` by minibatch SGD (momentum 0.9, cosine decay),
     for sets too large for a full-batch fit."""
-    weight = torch.zeros(x.shape[1], num_classes, dtype=x.dtype, device=x.device)
-    bias = torch.zeros(num_classes, dtype=x.dtype, device=x.device)
-    if init is not None:
-        weight.copy_(init.weight)
-        bias.copy_(init.bias)
-    weight.requires_grad_(True)
-    bias.requires_grad_(True)
+    weight, bias = _start(x, num_classes, init)
     opt = torch.optim.SGD([weight, bias], lr=lr, momentum=0.9)
     steps_per_epoch = (x.shape[0] + batch_size - 1) // batch_size
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
