@@ -84,12 +84,12 @@ class StudyTables:
         """All trials as a DataFrame (an empty one with the fixed columns before any write)."""
         if not self.trials_path.exists():
             return trials_schema({}).empty_table().to_pandas()
-        return pq.read_table(self.trials_path).to_pandas()
+        return _read_whole(self.trials_path).to_pandas()
 
     def _existing_trial_rows(self) -> list[dict[str, Any]]:
         if not self.trials_path.exists():
             return []
-        return pq.read_table(self.trials_path).to_pylist()
+        return _read_whole(self.trials_path).to_pylist()
 
     # -- epochs ---------------------------------------------------------------------------
 
@@ -291,6 +291,12 @@ def _part_key(path: Path) -> tuple[int, int]:
     match = _PART_NAME.match(path.name)
     assert match is not None  # _parts() lists only matching names
     return int(match.group(1)), int(match.group(2) == "compacted")
+
+
+def _read_whole(path: Path) -> pa.Table:
+    """Read a Parquet file through one open: a writer renaming a new version into place meanwhile
+    cannot mix the old footer with the new pages (parquet readers may open a path more than once)."""
+    return pq.read_table(pa.BufferReader(path.read_bytes()))
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

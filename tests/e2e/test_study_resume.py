@@ -12,6 +12,8 @@ import pandas as pd
 import psutil
 import pytest
 import yaml
+
+from reports.tables import StudyTables
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -32,8 +34,9 @@ TERMINAL = {"completed", "early_stopped", "diverged", "failed"}
 
 
 def _trials(study_dir: Path) -> pd.DataFrame:
-    path = study_dir / "tables" / "trials.parquet"
-    return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=["trial_id", "status", "epochs_run"])
+    if not (study_dir / "tables" / "trials.parquet").exists():
+        return pd.DataFrame(columns=["trial_id", "status", "epochs_run"])
+    return StudyTables(study_dir).read_trials()  # safe while the study writes
 
 
 def _epochs_seen(study_dir: Path) -> pd.Series:

@@ -11,6 +11,8 @@ import psutil
 import pytest
 import yaml
 
+from reports.tables import StudyTables
+
 
 def _study(data_root: Path) -> dict:
     return {
@@ -30,9 +32,9 @@ def _study(data_root: Path) -> dict:
 
 
 def _trials(study_dir: Path) -> pd.DataFrame:
-    path = study_dir / "tables" / "trials.parquet"
-    return pd.read_parquet(path) if path.exists() else pd.DataFrame(
-        columns=["status", "epochs_run", "param.dataset", "param.lr"])
+    if not (study_dir / "tables" / "trials.parquet").exists():
+        return pd.DataFrame(columns=["trial_id", "status", "epochs_run", "param.dataset", "param.lr"])
+    return StudyTables(study_dir).read_trials()  # safe while the study writes
 
 
 def _epochs_of(study_dir: Path, trial_id: str) -> int:
