@@ -52,29 +52,52 @@ class ResumePlan:
     pending: dict[str, PendingTell]  # config key -> the Optuna trial waiting for it
     told: int = 0  # Optuna trials told from the tables during planning
     failed_suggestions: int = 0  # duplicate Optuna suggestions that never ran, marked failed
+    recovered_epochs: list[dict[str, Any]] = field(default_factory=list)  # epoch rows only a checkpoint held
 
     @property
     def num_samples(self) -> int:
         return len(self.continued) + self.new_trials
 
 
-def latest_checkpoint(study_dir: Path, trial_id: str) -> Path | None:
-    """The newest whole checkpoint any Tune experiment of the study holds for a trial.
+def latest_checkpoint(study_dir: Path, trial_id: str, recorded_epochs: int | None = None) -> Path | None:
+    """The newest whole checkpoint of a trial that a resume may continue from; see `resume_point`."""
+    return resume_point(study_dir, trial_id, recorded_epochs)[0]
 
-    A driver killed while Tune was copying a checkpoint into place leaves a truncated file: such a
-    file is passed over for the one before it.
+
+def resume_point(study_dir: Path, trial_id: str, recorded_epochs: int | None = None
+                 ) -> tuple[Path | None, dict[str, float] | None]:
+    """Where an interrupted trial continues: (checkpoint file or None, epoch row the tables missed or None).
+
+    Tune stores a trial's checkpoint before the driver hears of its epoch, so a driver killed in
+    between leaves a checkpoint one epoch ahead of the epochs table. Continuing from it would leave
+    that epoch's row missing for ever; the checkpoint carries that epoch's metrics, so the row is
+    handed back to be written. A checkpoint further ahead than that is passed over for an older one.
+    A file cut short by the kill (Tune was copying it into place) is passed over too.
     """
     from trainers.state import CheckpointError, load_checkpoint
 
-    files = sorted(study_dir.glob(f"tune*/trial-{trial_id}/checkpoint_*/{CHECKPOINT_FILE}"),
-                   key=lambda p: p.stat().st_mtime, reverse=True)
-    for path in files:
+    found = []
+    for path in study_dir.glob(f"tune*/trial-{trial_id}/checkpoint_*/{CHECKPOINT_FILE}"):
         try:
-            load_checkpoint(path)
+            state = load_checkpoint(path)
         except CheckpointError:
             continue
-        return path
-    return None
+        found.append((int(state.get("epoch", 0)), path.stat().st_mtime, path, state.get("metrics")))
+    for epoch, _, path, metrics in sorted(found, key=lambda f: (f[0], f[1]), reverse=True):
+        if recorded_epochs is None or epoch <= recorded_epochs:
+            return path, None
+        if epoch == recorded_epochs + 1 and isinstance(metrics, dict):
+            return path, _epoch_row(metrics, epoch)
+    return None, None
+
+
+def _epoch_row(metrics: dict[str, Any], epoch: int) -> dict[str, float]:
+    from reports.schema import METRICS
+
+    row = {name: float(metrics[name]) for name in METRICS
+           if isinstance(metrics.get(name), (int, float)) and not isinstance(metrics.get(name), bool)}
+    row["epoch"] = float(epoch)
+    return row
 
 
 def next_experiment_name(study_dir: Path) -> str:
@@ -99,8 +122,13 @@ def _config_key(study: Study, params: dict[str, Any]) -> str:
 
 def plan_resume(study: Study, study_dir: Path, optuna_study) -> ResumePlan:
     """Read the tables, reconcile the Optuna study with them, and say what is left to run."""
-    trials = StudyTables(study_dir).read_trials()
+    tables = StudyTables(study_dir)
+    trials = tables.read_trials()
     rows = trials.to_dict("records") if len(trials) else []
+    epochs = tables.read_epochs() if rows else None
+    recorded = (epochs.groupby("trial_id")["epoch"].max().astype(int).to_dict()
+                if epochs is not None and len(epochs) else {})
+    recovered: list[dict[str, Any]] = []
     base_seed = int(study.fixed.get("seed", 0))
 
     by_config: dict[str, list[dict[str, Any]]] = {}
@@ -116,9 +144,11 @@ def plan_resume(study: Study, study_dir: Path, optuna_study) -> ResumePlan:
                 if study.seeds > 1:
                     config[TRIAL_INDEX] = int(row["seed"]) - base_seed
                 config[RESUME_OF] = row["trial_id"]
-                checkpoint = latest_checkpoint(study_dir, row["trial_id"])
+                checkpoint, missed = resume_point(study_dir, row["trial_id"], recorded.get(row["trial_id"], 0))
                 if checkpoint is not None:
                     config[RESUME_FROM] = str(checkpoint)
+                if missed is not None:
+                    recovered.append({"trial_id": row["trial_id"], **missed})
                 continued.append(config)
         # Repeats of a configuration the driver never got to start.
         started = {int(r["seed"]) - base_seed for r in group}
@@ -140,6 +170,7 @@ def plan_resume(study: Study, study_dir: Path, optuna_study) -> ResumePlan:
         pending=pending,
         told=told,
         failed_suggestions=failed,
+        recovered_epochs=recovered,
     )
 
 

@@ -242,6 +242,10 @@ def resume_study(study_dir: Path, address: str | None = None, stream: TextIO | N
     storage = open_journal(study_dir)
     optuna_study = open_optuna_study(study, storage)
     plan = plan_resume(study, study_dir, optuna_study)
+    if plan.recovered_epochs:  # before the recorder loads the tables, so the trials continue with them
+        from reports.tables import StudyTables
+
+        StudyTables(study_dir).append_epochs(plan.recovered_epochs)
     out = stream or sys.stdout
     print(f"resuming {study.name}: {len(plan.continued)} trials to continue, {plan.new_trials} new "
           f"({plan.told} results told to Optuna from the tables)",

@@ -7,6 +7,7 @@ into a `TrainConfig`, resumes from Tune's checkpoint when there is one, and repo
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,17 +88,34 @@ def _resume_file(config: dict[str, Any], tmp: str) -> Path | None:
     return Path(config[RESUME_FROM]) if config.get(RESUME_FROM) else None
 
 
+def _report_if_trained(resume_file: Path | None, epochs: int, report: "_EpochReporter") -> bool:
+    """A trial continued from its last epoch's checkpoint (the driver died before hearing it had
+    finished) trains nothing more; it reports that epoch again, so Tune and Optuna get its result."""
+    if resume_file is None:
+        return False
+    from trainers.state import load_checkpoint
+
+    state = load_checkpoint(resume_file)
+    if int(state.get("epoch", 0)) < epochs or not isinstance(state.get("metrics"), dict):
+        return False
+    report(dict(state["metrics"]), lambda path: shutil.copyfile(resume_file, path))
+    return True
+
+
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """Train one configuration, reporting every epoch (and its checkpoint) to Tune."""
     from trainers import TrainConfig, fit
 
     cfg = TrainConfig.from_dict(train_options(setup, config))
-    if setup.workers > 1:
-        _run_ddp_trial(cfg.to_dict(), config, setup)
-        return
     report = _EpochReporter(setup.metric)
     with tempfile.TemporaryDirectory(prefix="simclr-resume-") as tmp:
-        fit(cfg, on_epoch=lambda epoch, metrics, save: report(metrics, save), resume_from=_resume_file(config, tmp))
+        resume_file = _resume_file(config, tmp)
+        if _report_if_trained(resume_file, cfg.epochs, report):
+            return
+        if setup.workers > 1:
+            _run_ddp_trial(cfg.to_dict(), resume_file, setup)
+            return
+        fit(cfg, on_epoch=lambda epoch, metrics, save: report(metrics, save), resume_from=resume_file)
 
 
 # --- DDP trials: Ray Train's TorchTrainer launched from inside the Tune trial -------------------
@@ -128,7 +146,7 @@ def _ddp_worker(loop_config: dict[str, Any]) -> None:
         fit(cfg, on_epoch=on_epoch, resume_from=resume)
 
 
-def _run_ddp_trial(options: dict[str, Any], config: dict[str, Any], setup: TrialSetup) -> None:
+def _run_ddp_trial(options: dict[str, Any], resume_file: Path | None, setup: TrialSetup) -> None:
     import queue as queue_errors
     import threading
 
@@ -136,9 +154,7 @@ def _run_ddp_trial(options: dict[str, Any], config: dict[str, Any], setup: Trial
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
-    with tempfile.TemporaryDirectory(prefix="simclr-resume-") as tmp:
-        resume_file = _resume_file(config, tmp)
-        resume = resume_file.read_bytes() if resume_file is not None else None
+    resume = resume_file.read_bytes() if resume_file is not None else None
     epochs: Queue = Queue(actor_options={"num_cpus": 0})
     per_worker = {"CPU": setup.cpu / setup.workers}
     if setup.gpu:

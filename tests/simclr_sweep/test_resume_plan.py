@@ -9,7 +9,7 @@ from simclr_sweep.resume import plan_resume
 from simclr_sweep.runner import open_journal, open_optuna_study
 from simclr_sweep.search import define_by_run, make_sampler
 from simclr_sweep.study import parse_study
-from simclr_sweep.trainable import RESUME_OF, SUGGESTION
+from simclr_sweep.trainable import RESUME_FROM, RESUME_OF, SUGGESTION
 
 T0 = datetime(2026, 11, 25, tzinfo=timezone.utc)
 
@@ -76,3 +76,53 @@ def test_a_checkpoint_cut_short_by_the_kill_is_passed_over(tmp_path):
     os.utime(whole, (1, 1))  # the whole one is older
     assert latest_checkpoint(tmp_path, "t1") == whole
     assert latest_checkpoint(tmp_path, "other") is None
+
+
+def _checkpoint(study_dir, trial_id, epoch, knn, experiment="tune"):
+    from trainers.state import save_checkpoint
+
+    path = study_dir / experiment / f"trial-{trial_id}" / f"checkpoint_{epoch:06d}" / "trainer.pt"
+    path.parent.mkdir(parents=True)
+    save_checkpoint(path, {"epoch": epoch, "metrics": {"epoch": float(epoch), "loss": 3.0, "knn_top1": knn}})
+    return path
+
+
+def test_a_checkpoint_one_epoch_ahead_of_the_tables_gives_back_the_epoch_row_they_missed(interrupted_grid):
+    # Tune stores the checkpoint before the driver hears of the epoch: a kill in between (seen in CI)
+    # left epoch 3 out of the tables while the trial went on from its checkpoint.
+    study, study_dir, optuna_study, _, _ = interrupted_grid
+    StudyTables(study_dir).append_epochs([{"trial_id": "half", "epoch": e, "loss": 3.0, "knn_top1": 0.1 * e}
+                                          for e in (1, 2)])
+    _checkpoint(study_dir, "half", 2, 0.2)
+    ahead = _checkpoint(study_dir, "half", 3, 0.3)
+    plan = plan_resume(study, study_dir, optuna_study)
+    assert plan.continued[0][RESUME_FROM] == str(ahead)
+    assert plan.recovered_epochs == [{"trial_id": "half", "epoch": 3.0, "loss": 3.0, "knn_top1": 0.3}]
+
+
+def test_a_checkpoint_further_ahead_than_one_epoch_is_passed_over(interrupted_grid):
+    study, study_dir, optuna_study, _, _ = interrupted_grid
+    StudyTables(study_dir).append_epochs([{"trial_id": "half", "epoch": 1, "loss": 3.0, "knn_top1": 0.1}])
+    first = _checkpoint(study_dir, "half", 1, 0.1)
+    _checkpoint(study_dir, "half", 3, 0.3, experiment="tune-resume-1")
+    plan = plan_resume(study, study_dir, optuna_study)
+    assert plan.continued[0][RESUME_FROM] == str(first)
+    assert plan.recovered_epochs == []
+
+
+def test_a_trial_continued_from_its_last_epoch_reports_that_epoch_instead_of_training(tmp_path):
+    # The driver died after the trial's last checkpoint but before it heard the trial had finished.
+    from simclr_sweep.trainable import _report_if_trained
+
+    last = _checkpoint(tmp_path, "t", 3, 0.42)
+    reported = []
+    def report(metrics, write_checkpoint):
+        write_checkpoint(tmp_path / "copy.pt")
+        reported.append(metrics)
+
+    assert _report_if_trained(last, 3, report)
+    assert reported == [{"epoch": 3.0, "loss": 3.0, "knn_top1": 0.42}]
+    assert (tmp_path / "copy.pt").read_bytes() == last.read_bytes()
+    assert not _report_if_trained(last, 4, report)  # epochs left: train them
+    assert not _report_if_trained(None, 3, report)
+    assert len(reported) == 1
