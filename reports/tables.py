@@ -8,6 +8,7 @@ resume that replays results never duplicates them.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
 import re
@@ -56,6 +57,7 @@ class StudyTables:
         self.tables_dir = self.study_dir / "tables"
         self.trials_path = self.tables_dir / "trials.parquet"
         self.epochs_dir = self.tables_dir / "epochs"
+        self.run_time_path = self.tables_dir / "run_time.json"
         self.auto_compact_parts = auto_compact_parts
         self._lock = threading.Lock()
         self._last_seq = 0
@@ -90,6 +92,25 @@ class StudyTables:
         if not self.trials_path.exists():
             return []
         return _read_whole(self.trials_path).to_pylist()
+
+    # -- the study's running time ---------------------------------------------------------
+
+    def read_run_time(self) -> float:
+        """Seconds the study's drivers have run it, over all its sessions (0 before the first)."""
+        try:
+            return float(json.loads(self.run_time_path.read_text())["run_s"])
+        except FileNotFoundError:
+            return 0.0
+
+    def write_run_time(self, seconds: float) -> None:
+        """Record the study's running time so far (what a resume takes off its `time_budget`)."""
+        self.tables_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_time_path.with_name(f".{self.run_time_path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            tmp.write_text(json.dumps({"run_s": float(seconds)}))
+            os.replace(tmp, self.run_time_path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     # -- epochs ---------------------------------------------------------------------------
 

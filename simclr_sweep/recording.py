@@ -65,6 +65,8 @@ class TableRecorder(Callback):
         self.records: dict[str, TrialRecord] = {}
         self._stale: set[str] = set()  # trials whose row lags behind their epochs
         self._last_write = 0.0
+        self._run_before = 0.0  # seconds earlier sessions ran the study
+        self._session_t0: float | None = None
 
     @property
     def tables(self) -> StudyTables:
@@ -81,6 +83,13 @@ class TableRecorder(Callback):
     def setup(self, **info):
         """Start from what the tables already hold (a resumed study)."""
         self.loaded()
+        self._run_before = self.tables.read_run_time()
+        self._session_t0 = time.monotonic()
+
+    def run_time(self) -> float:
+        """Seconds the study has run, this session and every earlier one."""
+        session = time.monotonic() - self._session_t0 if self._session_t0 is not None else 0.0
+        return self._run_before + session
 
     def loaded(self) -> "TableRecorder":
         """Load every trial the tables already hold; returns self."""
@@ -141,6 +150,8 @@ class TableRecorder(Callback):
 
     def on_experiment_end(self, trials, **info):
         self._refresh(force=True)
+        if self._session_t0 is not None:
+            self.tables.write_run_time(self.run_time())
         self.tables.compact_epochs()
 
     # -- rows --
@@ -161,6 +172,8 @@ class TableRecorder(Callback):
         if not self._stale or (not force and time.monotonic() - self._last_write < self.refresh_s):
             return
         self.tables.upsert_trials([self.trial_row(self.records[t]) for t in sorted(self._stale)])
+        if self._session_t0 is not None:
+            self.tables.write_run_time(self.run_time())
         self._stale.clear()
         self._last_write = time.monotonic()
 

@@ -156,10 +156,11 @@ def trial_setup(study: Study, study_dir: Path):
 
 
 def _tune(study: Study, study_dir: Path, search_alg, num_samples: int, experiment: str, stream: TextIO | None,
-          trial_fn=None):
+          trial_fn=None, time_budget_s: float | None = None):
     """Run one Tune experiment of the study; returns the recorder that wrote its tables.
 
     `trial_fn(config, setup)` replaces the SimCLR trainable (the orchestration benchmark uses it).
+    `time_budget_s`: what is left of the study's `time_budget` (a resume passes less than all of it).
     """
     from ray import tune
 
@@ -182,7 +183,7 @@ def _tune(study: Study, study_dir: Path, search_alg, num_samples: int, experimen
             scheduler=make_scheduler(study),
             num_samples=num_samples,
             max_concurrent_trials=study.max_concurrent,
-            time_budget_s=study.time_budget_s,
+            time_budget_s=time_budget_s if time_budget_s is not None else study.time_budget_s,
             trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
@@ -234,6 +235,7 @@ def load_study_dir(study_dir: Path) -> Study:
 
 def resume_study(study_dir: Path, address: str | None = None, stream: TextIO | None = None) -> StudyOutcome:
     """Continue an interrupted study from its tables and Optuna journal (see `simclr_sweep.resume`)."""
+    from reports.tables import StudyTables
     from simclr_sweep.resume import ResumingSearch, next_experiment_name, plan_resume
     from simclr_sweep.recording import TableRecorder
 
@@ -243,24 +245,41 @@ def resume_study(study_dir: Path, address: str | None = None, stream: TextIO | N
     optuna_study = open_optuna_study(study, storage)
     plan = plan_resume(study, study_dir, optuna_study)
     if plan.recovered_epochs:  # before the recorder loads the tables, so the trials continue with them
-        from reports.tables import StudyTables
-
         StudyTables(study_dir).append_epochs(plan.recovered_epochs)
     out = stream or sys.stdout
     print(f"resuming {study.name}: {len(plan.continued)} trials to continue, {plan.new_trials} new "
           f"({plan.told} results told to Optuna from the tables)",
           file=out, flush=True)
+    budget_left = None
+    if study.time_budget_s is not None:
+        spent = StudyTables(study_dir).read_run_time()
+        budget_left = study.time_budget_s - spent
+        if budget_left <= 0 and plan.num_samples:
+            print(f"time_budget spent ({spent:.0f} s of {study.time_budget_s:g} s): nothing more is run; "
+                  f"interrupted trials end early_stopped", file=out, flush=True)
+            _stop_interrupted(study, study_dir)
+            plan.continued, plan.new_trials = [], 0
     if plan.num_samples == 0:
-        from simclr_sweep.trainable import TrialSetup
-
         return _finish(study_dir, TableRecorder(study, study_dir, trial_setup(study, study_dir)).loaded())
     started_ray = start_ray(address)
     try:
         search = ResumingSearch(make_search(study, storage), study, plan, optuna_study)
-        recorder = _tune(study, study_dir, search, plan.num_samples, next_experiment_name(study_dir), stream)
+        recorder = _tune(study, study_dir, search, plan.num_samples, next_experiment_name(study_dir), stream,
+                         time_budget_s=budget_left)
     finally:
         if started_ray:
             import ray
 
             ray.shutdown()
     return _finish(study_dir, recorder)
+
+
+def _stop_interrupted(study: Study, study_dir: Path) -> None:
+    """End the trials a killed driver left running as `early_stopped`: the time budget stopped them."""
+    from simclr_sweep.recording import TableRecorder, _now
+
+    recorder = TableRecorder(study, study_dir, trial_setup(study, study_dir)).loaded()
+    stopped = [r for r in recorder.records.values() if r.status == "running"]
+    for record in stopped:
+        record.status, record.ended_at = "early_stopped", _now()
+    recorder.tables.upsert_trials([recorder.trial_row(r) for r in stopped])
