@@ -435,7 +435,7 @@ def _name_list(value: Any, path: str, param: str, fixed: dict[str, Any]) -> list
 def _train_fields() -> tuple[str, ...]:
     from trainers import TrainConfig
 
-    return tuple(f for f in TrainConfig.__dataclass_fields__)
+    return TrainConfig.option_names()
 
 
 def _train_defaults() -> dict[str, Any]:

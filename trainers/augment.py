@@ -148,7 +148,7 @@ def _bicubic_filter(x: Tensor) -> Tensor:
     return torch.where(x < 1.0, near, torch.where(x < 2.0, far, torch.zeros_like(x)))
 
 
-_FILTERS: dict[str, tuple[Callable[[Tensor], Tensor], float]] = {
+INTERPOLATIONS: dict[str, tuple[Callable[[Tensor], Tensor], float]] = {
     "bilinear": (_bilinear_filter, 1.0),
     "bicubic": (_bicubic_filter, 2.0),
 }
@@ -157,7 +157,7 @@ _FILTERS: dict[str, tuple[Callable[[Tensor], Tensor], float]] = {
 def _resample_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int, interpolation: str) -> Tensor:
     """Per-sample (N, out_size, in_size) weights resampling the window [start, start + length) of an
     axis to out_size samples, as torch's antialiased interpolate (align_corners=False) does."""
-    filt, support = _FILTERS[interpolation]
+    filt, support = INTERPOLATIONS[interpolation]
     start = start.to(torch.float32).view(-1, 1, 1)
     length = length.to(torch.float32).view(-1, 1, 1)
     scale = length / out_size
@@ -190,8 +190,8 @@ def crop(x: Tensor, generator: torch.Generator, *, image_size: int,
          scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
          interpolation: str = "bilinear") -> Tensor:
     """Random resized crop to image_size x image_size (torchvision RandomResizedCrop semantics)."""
-    if interpolation not in _FILTERS:
-        raise ValueError(f"crop interpolation must be one of {', '.join(_FILTERS)} (got {interpolation!r})")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"crop interpolation must be one of {', '.join(INTERPOLATIONS)} (got {interpolation!r})")
     params = _crop_params(x.shape, generator, x.device, scale=scale, ratio=ratio)
     return _crop_apply(x, **params, image_size=image_size, interpolation=interpolation)
 
@@ -582,6 +582,9 @@ def _tunable(name: str) -> dict[str, object]:
     return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.name != "image_size"}
 
 
+# augmentation -> {parameter: default}, what a study may set per augmentation (`color_jitter.strength`).
+TUNABLE: dict[str, dict[str, object]] = {name: _tunable(name) for name in PAPER_ORDER}
+
 # "<augmentation>_<parameter>" -> default, every parameter build_pipeline accepts.
 AUGMENTATION_PARAMS: dict[str, object] = {
     f"{name}_{field}": default for name in PAPER_ORDER for field, default in _tunable(name).items()}
@@ -635,8 +638,8 @@ def build_pipeline(names, *, image_size: int, color_jitter_strength: float = 1.0
                          f"valid: {', '.join(PAPER_ORDER)}")
     by_name = _pipeline_params(dict(params, color_jitter_strength=color_jitter_strength))
     by_name["crop"]["image_size"] = image_size
-    if by_name["crop"].get("interpolation", "bilinear") not in _FILTERS:
-        raise ValueError(f"crop_interpolation must be one of {', '.join(_FILTERS)} "
+    if by_name["crop"].get("interpolation", "bilinear") not in INTERPOLATIONS:
+        raise ValueError(f"crop_interpolation must be one of {', '.join(INTERPOLATIONS)} "
                          f"(got {by_name['crop']['interpolation']!r})")
     kernel = by_name["blur"].get("kernel_size")
     if kernel is not None and (kernel % 2 == 0 or kernel < 1):

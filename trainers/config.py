@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from trainers.augment import AUGMENTATIONS, PAPER_ORDER, SIMCLR_AUGMENTATIONS
+from trainers.augment import AUGMENTATIONS, INTERPOLATIONS, PAPER_ORDER, SIMCLR_AUGMENTATIONS, TUNABLE
 from trainers.datasets import DATASETS
 from trainers.losses import LOSSES, SIMILARITIES
 from trainers.models import BACKBONES, HEADS, STEMS
@@ -37,6 +37,11 @@ class TrainConfig:
 
     Sizes of 0 mean "the natural default": ``dataset_size`` the data set's own size,
     ``projection_hidden_dim`` the representation's size; ``eval_every: 0`` evaluates only at the end.
+
+    Each augmentation's own parameters are options named ``<augmentation>.<parameter>``
+    (``color_jitter.strength: 0.5``, ``blur.sigma: [0.1, 2.0]``, ``crop.min_scale: 0.3``; the list is
+    ``AUGMENTATION_OPTIONS``). ``from_dict`` takes them beside the fields and ``to_dict`` gives them
+    back the same way; inside they are the ``augmentation_params`` mapping.
     """
 
     # data
@@ -71,8 +76,7 @@ class TrainConfig:
     semi_hard: bool = False
     # augmentation
     augmentations: tuple[str, ...] = SIMCLR_AUGMENTATIONS
-    color_jitter_strength: float = 1.0
-    crop_min_scale: float = 0.08
+    augmentation_params: Mapping[str, Any] = field(default_factory=dict)  # "<augmentation>.<parameter>" -> value
     # runtime
     seed: int = 0
     device: str = "auto"
@@ -99,17 +103,42 @@ class TrainConfig:
         if not isinstance(values, Mapping):
             raise ConfigError("config", f"must be a mapping of field names to values (got {type(values).__name__})")
         names = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in names:
+        fields, augmentation_params = {}, dict(values.get("augmentation_params") or {})
+        for key, value in values.items():
+            if isinstance(key, str) and "." in key:
+                if key not in AUGMENTATION_OPTIONS:
+                    raise ConfigError(key, f"unknown augmentation parameter; {_augmentation_hint(key)}")
+                augmentation_params[key] = value
+            elif key not in names:
                 close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]!r}?" if close else f"valid fields: {', '.join(names)}"
                 raise ConfigError(str(key), f"unknown field; {hint}")
-        return cls(**values)
+            elif key != "augmentation_params":
+                fields[key] = value
+        return cls(**fields, augmentation_params=augmentation_params)
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """Every key ``from_dict`` takes: the fields, then the augmentation parameters."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "augmentation_params") + AUGMENTATION_OPTIONS
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values (``augmentations`` as a list): ``from_dict(to_dict())`` gives this config back."""
-        out = dataclasses.asdict(self)
+        """Plain values (``augmentations`` as a list, augmentation parameters as their own
+        ``<augmentation>.<parameter>`` keys): ``from_dict(to_dict())`` gives this config back."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "augmentation_params"}
         out["augmentations"] = list(self.augmentations)
+        for key, value in self.augmentation_params.items():
+            out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def pipeline_params(self) -> dict[str, Any]:
+        """The augmentation parameters as ``trainers.augment.build_pipeline`` keywords."""
+        out = {}
+        for key, value in self.augmentation_params.items():
+            if key == "crop.min_scale":
+                out["crop_scale"] = (value, 1.0)
+            else:
+                out[key.replace(".", "_", 1)] = value
         return out
 
 
@@ -186,6 +215,112 @@ def _augmentations(field: str, value: Any) -> tuple[str, ...]:
     return tuple(name for name in PAPER_ORDER if name in names)
 
 
+# -- augmentation parameters -----------------------------------------------------------------
+
+
+def _unit(field: str, value: Any) -> float:
+    value = _number(0.0, inclusive=True)(field, value)
+    if value > 1.0:
+        raise ConfigError(field, f"must be <= 1 (got {value:g})")
+    return value
+
+
+def _range(high: float | None = None) -> Callable[[str, Any], tuple[float, float]]:
+    """A (low, high) pair with 0 < low <= high (<= `high`): a list of two numbers or "low,high"."""
+    def check(field: str, value: Any) -> tuple[float, float]:
+        parts = value.split(",") if isinstance(value, str) else value
+        if isinstance(parts, (list, tuple)) and len(parts) == 2 and isinstance(value, str):
+            try:
+                parts = [float(p) for p in parts]
+            except ValueError:
+                parts = None
+        if not isinstance(parts, (list, tuple)) or len(parts) != 2:
+            raise ConfigError(field, f"must be a pair [low, high] (got {_type_name(value)})")
+        low, top = (_number(0.0, inclusive=False)(field, v) for v in parts)
+        if low > top:
+            raise ConfigError(field, f"must have low <= high (got [{low:g}, {top:g}])")
+        if high is not None and top > high:
+            raise ConfigError(field, f"must have high <= {high:g} (got [{low:g}, {top:g}])")
+        return (low, top)
+    return check
+
+
+def _odd_size(field: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+        raise ConfigError(field, f"must be a positive odd integer, or null for 10% of the image side "
+                                 f"(got {_type_name(value)})")
+    return value
+
+
+def _at_most(high: float) -> Callable[[str, Any], float]:
+    def check(field: str, value: Any) -> float:
+        value = _number(0.0, inclusive=True)(field, value)
+        if value > high:
+            raise ConfigError(field, f"must be <= {high:g} (got {value:g})")
+        return value
+    return check
+
+
+# One rule per "<augmentation>.<parameter>" (every parameter of `trainers.augment.TUNABLE`), plus
+# `crop.min_scale`: the low end of `crop.scale` as one number, which a sampler can search.
+_AUGMENTATION_RULES: dict[str, Callable[[str, Any], Any]] = {
+    "crop.scale": _range(high=1.0),
+    "crop.min_scale": _number(0.0, inclusive=False, high=1.0),
+    "crop.ratio": _range(),
+    "crop.interpolation": _choice(lambda: INTERPOLATIONS),
+    "flip.p": _unit,
+    "color_jitter.strength": _number(0.0, inclusive=True),
+    "color_jitter.p": _unit,
+    "grayscale.p": _unit,
+    "blur.p": _unit,
+    "blur.sigma": _range(),
+    "blur.kernel_size": _odd_size,
+    "rotate.p": _unit,
+    "rotate.degrees": _at_most(180.0),
+    "brightness.p": _unit,
+    "brightness.max_delta": _unit,
+    "invert.p": _unit,
+    "solarize.p": _unit,
+    "solarize.threshold": _unit,
+    "gaussian_noise.p": _unit,
+    "gaussian_noise.std": _number(0.0, inclusive=True),
+    "salt_and_pepper.p": _unit,
+    "salt_and_pepper.amount": _unit,
+    "cutout.p": _unit,
+    "cutout.size": _unit,
+}
+AUGMENTATION_OPTIONS: tuple[str, ...] = tuple(_AUGMENTATION_RULES)
+
+
+def _augmentation_hint(key: str) -> str:
+    name = key.split(".", 1)[0]
+    if name not in TUNABLE:
+        close = difflib.get_close_matches(key, AUGMENTATION_OPTIONS, n=1, cutoff=0.8)
+        if close:
+            return f"did you mean {close[0]!r}?"
+        return f"expected <augmentation>.<parameter> with an augmentation of {', '.join(PAPER_ORDER)}"
+    own = [o for o in AUGMENTATION_OPTIONS if o.startswith(name + ".")]
+    if not own:
+        return f"{name} has no parameters"
+    close = difflib.get_close_matches(key, own, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else f"{name} has {', '.join(own)}"
+
+
+def _augmentation_params(field: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(field, f"must be a mapping of <augmentation>.<parameter> to values (got {_type_name(value)})")
+    out = {}
+    for key in sorted(value):
+        if key not in _AUGMENTATION_RULES:
+            raise ConfigError(str(key), f"unknown augmentation parameter; {_augmentation_hint(str(key))}")
+        out[key] = _AUGMENTATION_RULES[key](key, value[key])
+    if "crop.scale" in out and "crop.min_scale" in out:
+        raise ConfigError("crop.min_scale", "give crop.scale or crop.min_scale, not both")
+    return out
+
+
 _RULES: dict[str, Callable[[str, Any], Any]] = {
     "dataset": _choice(lambda: DATASETS),
     "data_root": _string,
@@ -214,8 +349,7 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "margin": _number(0.0, inclusive=True),
     "semi_hard": _boolean,
     "augmentations": _augmentations,
-    "color_jitter_strength": _number(0.0, inclusive=True),
-    "crop_min_scale": _number(0.0, inclusive=False, high=1.0),
+    "augmentation_params": _augmentation_params,
     "seed": _integer(0),
     "device": _device,
     "precision": _choice(lambda: PRECISIONS),

@@ -60,9 +60,7 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
     if steps_per_epoch == 0:
         raise ConfigError("batch_size", f"must be <= the {len(feeder)} pre-training images of "
                                         f"{cfg.dataset} (got {cfg.batch_size})")
-    augment = build_pipeline(cfg.augmentations, image_size=data.image_size,
-                             color_jitter_strength=cfg.color_jitter_strength,
-                             crop_scale=(cfg.crop_min_scale, 1.0))
+    augment = build_pipeline(cfg.augmentations, image_size=data.image_size, **cfg.pipeline_params())
 
     # Model: f and g; DDP (with global BN if asked) under a process group; compiled if asked.
     torch.manual_seed(cfg.seed)

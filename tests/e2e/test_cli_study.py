@@ -21,10 +21,11 @@ SMALL_STUDY = {
     "resources": {"cpu": 1, "gpu": 0},
     "early_stopping": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
     "fixed": {"dataset": "shapes", "dataset_size": 512, "backbone": "convnet", "epochs": 2,
-              "batch_size": 128, "optimizer": "adam", "lr": 0.002, "eval_every": 1},
+              "batch_size": 128, "optimizer": "adam", "lr": 0.002, "eval_every": 1, "crop.min_scale": 0.3},
     "parameters": {
         "temperature": {"distribution": "log_uniform", "min": 0.1, "max": 1.0},
         "augmentations": {"subset_of": ["crop", "color_jitter", "flip"], "min_size": 1},
+        "color_jitter.strength": {"values": [0.25, 0.5]},  # a per-augmentation parameter
     },
 }
 
@@ -59,6 +60,7 @@ def test_one_row_per_trial_each_terminal(finished_study):
     assert set(trials["status"]) <= TERMINAL
     assert (trials["status"] != "failed").all(), trials[["trial_id", "error"]]
     for column in ("config_id", "seed", "param.temperature", "param.augmentations", "param.dataset",
+                   "param.color_jitter.strength", "param.crop.min_scale",
                    "best.knn_top1", "last.loss", "epochs_run", "wall_s", "gpu_s", "started_at", "ended_at"):
         assert column in trials.columns
     assert trials["param.augmentations"].map(lambda s: s == ",".join(sorted(s.split(",")))).all()
@@ -72,6 +74,9 @@ def test_seeds_repeat_each_configuration_under_one_config_id(finished_study):
     for _, group in groups:
         assert sorted(group["seed"]) == [0, 1]
         assert group["param.temperature"].nunique() == 1 and group["param.augmentations"].nunique() == 1
+        assert group["param.color_jitter.strength"].nunique() == 1
+    assert set(trials["param.color_jitter.strength"]) <= {0.25, 0.5}
+    assert (trials["param.crop.min_scale"] == 0.3).all()
 
 
 def test_epoch_rows_unique_and_consistent_with_trials(finished_study):

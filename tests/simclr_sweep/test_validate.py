@@ -90,6 +90,14 @@ CASES = {
         lambda: _study(early_stopping={"type": "ashaa"}),
         "early_stopping.type: must be one of asha, hyperband, median, none (got string 'ashaa'); did you mean 'asha'?",
     ),
+    "misspelt augmentation parameter": (
+        lambda: _study(**{"fixed__color_jitter.strenght": 0.5}),
+        "fixed.color_jitter.strenght: unknown training option; did you mean 'color_jitter.strength'?",
+    ),
+    "both crop scale forms": (
+        lambda: _study(**{"fixed__crop.scale": [0.2, 1.0]}),  # the quickstart fixes crop.min_scale
+        "fixed.crop.min_scale: give crop.scale or crop.min_scale, not both",
+    ),
     "metric not a metric": (
         lambda: _study(metric={"name": "accuracy", "goal": "maximize"}),
         "metric.name: must be one of epoch, loss, knn_top1, linear_top1, linear_r2, lr, images_per_s, "
@@ -116,6 +124,10 @@ def test_bad_declaration_gives_one_exact_line(case, tmp_path, capsys):
         ("unknown augmentation", lambda: _study(parameters__augmentations={"subset_of": ["crop", "sharpen"]}),
          "parameters.augmentations.subset_of[1]: ", "sharpen"),
         ("bad fixed value", lambda: _study(fixed__backbone="resnet9000"), "fixed.backbone: ", "resnet9000"),
+        ("bad augmentation parameter", lambda: _study(**{"fixed__blur.sigma": [2.0, 0.5]}),
+         "fixed.blur.sigma: ", "low <= high"),
+        ("bad searched augmentation parameter", lambda: _study(**{"parameters__flip.p": {"values": [0.5, 1.5]}}),
+         "parameters.flip.p.values[1]: ", "must be <= 1"),
     ],
 )
 def test_values_the_trainer_refuses_are_reported_at_their_yaml_path(case, make, path_prefix, bad, tmp_path, capsys):

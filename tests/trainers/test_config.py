@@ -99,3 +99,63 @@ def test_config_error_survives_pickling_between_processes():
     err = pickle.loads(pickle.dumps(ConfigError("dataset", "cifar10: no CIFAR-10 files under /x")))
     assert (err.field, err.message, str(err)) == ("dataset", "cifar10: no CIFAR-10 files under /x",
                                                   "dataset: cifar10: no CIFAR-10 files under /x")
+
+
+def test_every_augmentation_parameter_is_an_option_and_nothing_else():
+    from trainers.augment import TUNABLE
+    from trainers.config import AUGMENTATION_OPTIONS
+
+    tunable = {f"{name}.{param}" for name, params in TUNABLE.items() for param in params}
+    assert set(AUGMENTATION_OPTIONS) == tunable | {"crop.min_scale"}
+    assert set(AUGMENTATION_OPTIONS) <= set(TrainConfig.option_names())
+    assert "augmentation_params" not in TrainConfig.option_names()
+
+
+def test_augmentation_parameters_round_trip_as_their_own_keys_and_reach_the_pipeline():
+    cfg = TrainConfig.from_dict({"color_jitter.strength": 0.5, "blur.sigma": [0.1, 1.0], "crop.min_scale": 0.3,
+                                 "crop.interpolation": "bicubic"})
+    out = cfg.to_dict()
+    assert {k: out[k] for k in out if "." in k} == {
+        "blur.sigma": [0.1, 1.0], "color_jitter.strength": 0.5, "crop.interpolation": "bicubic", "crop.min_scale": 0.3}
+    assert TrainConfig.from_dict(out) == cfg
+    assert cfg.pipeline_params() == {"blur_sigma": (0.1, 1.0), "color_jitter_strength": 0.5,
+                                     "crop_interpolation": "bicubic", "crop_scale": (0.3, 1.0)}
+    # The tables keep a pair as "low,high"; a resume hands that string back.
+    assert TrainConfig.from_dict({"blur.sigma": "0.1,1.0"}).augmentation_params["blur.sigma"] == (0.1, 1.0)
+
+
+def test_augmentation_parameters_change_the_views():
+    import torch
+
+    from trainers.augment import build_pipeline
+
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    views = {}
+    for strength in (0.0, 1.0):
+        cfg = TrainConfig.from_dict({"augmentations": "color_jitter", "color_jitter.strength": strength,
+                                     "color_jitter.p": 1.0})
+        pipeline = build_pipeline(cfg.augmentations, image_size=16, **cfg.pipeline_params())
+        views[strength] = pipeline(images, torch.Generator().manual_seed(0))
+    assert torch.allclose(views[0.0], images.float() / 255)  # strength 0: jitter changes nothing
+    assert not torch.allclose(views[1.0], images.float() / 255)
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"color_jitter.strenght": 1.0}, "color_jitter.strenght: unknown augmentation parameter; "
+                                     "did you mean 'color_jitter.strength'?"),
+    ({"standardize.p": 1.0}, "standardize.p: unknown augmentation parameter; standardize has no parameters"),
+    ({"sharpen.p": 1.0}, "sharpen.p: unknown augmentation parameter; expected <augmentation>.<parameter> with an "
+                         "augmentation of crop, flip, color_jitter, grayscale, blur, rotate, brightness, invert, "
+                         "solarize, gaussian_noise, salt_and_pepper, cutout, standardize"),
+    ({"flip.p": 1.5}, "flip.p: must be <= 1 (got 1.5)"),
+    ({"blur.sigma": [2.0, 0.5]}, "blur.sigma: must have low <= high (got [2, 0.5])"),
+    ({"blur.sigma": [0.5]}, "blur.sigma: must be a pair [low, high] (got list)"),
+    ({"crop.scale": [0.2, 1.5]}, "crop.scale: must have high <= 1 (got [0.2, 1.5])"),
+    ({"crop.min_scale": 0.0}, "crop.min_scale: must be > 0 (got 0)"),
+    ({"crop.interpolation": "nearest"}, "crop.interpolation: must be one of bilinear, bicubic (got 'nearest')"),
+    ({"blur.kernel_size": 4}, "blur.kernel_size: must be a positive odd integer, or null for 10% of the image side (got 4)"),
+    ({"rotate.degrees": 270}, "rotate.degrees: must be <= 180 (got 270)"),
+    ({"crop.scale": [0.2, 1.0], "crop.min_scale": 0.3}, "crop.min_scale: give crop.scale or crop.min_scale, not both"),
+])
+def test_bad_augmentation_parameters_are_refused_in_one_line(values, expected):
+    assert _error(values) == expected
