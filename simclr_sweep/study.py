@@ -91,6 +91,8 @@ class Study:
     max_failures: int = 1
     time_budget_s: float | None = None
     description: str = ""
+    baselines: tuple[str, ...] = ()  # evaluated once after the trials, with the trials' probes
+    embeddings: int = 0  # test images whose h and g(h) of the best trial are exported (0: none)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -165,6 +167,8 @@ def parse_study(data: dict[str, Any]) -> Study:
         if time_budget <= 0:
             raise StudyError("time_budget", f"must be > 0 seconds (got {time_budget})")
     description = _string(data.get("description", ""), "description") if data.get("description") else ""
+    baselines = _baselines(data.get("baselines"))
+    embeddings = _embeddings(data.get("embeddings"))
 
     fixed = _mapping(data.get("fixed", {}) or {}, "fixed")
     for key in fixed:
@@ -248,6 +252,8 @@ def parse_study(data: dict[str, Any]) -> Study:
         max_failures=max_failures,
         time_budget_s=time_budget,
         description=description,
+        baselines=baselines,
+        embeddings=embeddings,
         raw=data,
     )
 
@@ -257,8 +263,35 @@ def parse_study(data: dict[str, Any]) -> Study:
 _TOP_KEYS = (
     "name", "description", "metric", "method", "trials", "seeds", "max_concurrent", "resources",
     "workers_per_trial", "early_stopping", "fixed", "parameters", "sampler_seed", "max_failures",
-    "time_budget",
+    "time_budget", "baselines", "embeddings",
 )
+BASELINES = ("random_init", "pca")  # trainers.baselines.BASELINES, without importing torch here
+
+
+def _baselines(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise StudyError("baselines", f"must be a list of {', '.join(BASELINES)} (got {_kind(value)})")
+    for i, name in enumerate(value):
+        _choice(name, BASELINES, f"baselines[{i}]")
+    if len(set(value)) != len(value):
+        raise StudyError("baselines", f"names must not repeat (got {', '.join(map(str, value))})")
+    return tuple(value)
+
+
+def _embeddings(value: Any) -> int:
+    """`embeddings: N` exports N test images of the best trial; true means 500, false or 0 none."""
+    if value is None or value is False:
+        return 0
+    if value is True:
+        return 500
+    sample = _int(value, "embeddings", minimum=0)
+    if 0 < sample < 10:
+        raise StudyError("embeddings", f"must be 0 (none) or at least 10 test images for a t-SNE (got {sample})")
+    return sample
 
 
 def _metric(value: Any) -> tuple[str, str]:

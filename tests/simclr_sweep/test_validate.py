@@ -98,6 +98,14 @@ CASES = {
         lambda: _study(**{"fixed__crop.scale": [0.2, 1.0]}),  # the quickstart fixes crop.min_scale
         "fixed.crop.min_scale: give crop.scale or crop.min_scale, not both",
     ),
+    "unknown baseline": (
+        lambda: _study(baselines=["random_init", "pcaa"]),
+        "baselines[1]: must be one of random_init, pca (got string 'pcaa'); did you mean 'pca'?",
+    ),
+    "too few embeddings for a t-SNE": (
+        lambda: _study(embeddings=5),
+        "embeddings: must be 0 (none) or at least 10 test images for a t-SNE (got 5)",
+    ),
     "metric not a metric": (
         lambda: _study(metric={"name": "accuracy", "goal": "maximize"}),
         "metric.name: must be one of epoch, loss, knn_top1, linear_top1, linear_r2, lr, images_per_s, "
@@ -187,3 +195,12 @@ def test_cli_process_refuses_unreadable_files(tmp_path, content):
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: {path}: ") and proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
+
+
+def test_baselines_and_embeddings_are_one_line_each():
+    from simclr_sweep.study import parse_study
+
+    study = parse_study(_study(baselines=["random_init", "pca"], embeddings=True))
+    assert study.baselines == ("random_init", "pca") and study.embeddings == 500
+    plain = parse_study({k: v for k, v in _study().items() if k not in ("baselines", "embeddings")})
+    assert plain.baselines == () and plain.embeddings == 0

@@ -1,0 +1,63 @@
+"""What a study's trials are measured against, and a trained model's embeddings.
+
+- ``baseline_metrics(cfg, names)``: the baselines of sthalles/SimCLR and the paper, on the data and
+  with the probes of ``cfg``: ``random_init`` (the same encoder with its initial weights) and
+  ``pca`` (the raw pixels projected on their top principal components).
+- ``checkpoint_embeddings(checkpoint, path)``: h and g(h) of a checkpoint's model for a sample of its
+  test set, with a t-SNE of each (``trainers.embeddings.export_embeddings``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from trainers.config import TrainConfig
+from trainers.datasets import DataSplits, load_dataset
+from trainers.embeddings import export_embeddings
+from trainers.evaluate import encoder_metrics, pca_metrics
+from trainers.loop import resolve_device
+from trainers.models import build_model
+from trainers.state import load_checkpoint
+
+BASELINES: tuple[str, ...] = ("random_init", "pca")
+PCA_DIM = 128
+
+
+def _data(cfg: TrainConfig) -> DataSplits:
+    return load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download,
+                        size=cfg.dataset_size or None, seed=cfg.seed)
+
+
+def baseline_metrics(cfg: TrainConfig, names: tuple[str, ...] | list[str] = BASELINES) -> dict[str, dict[str, float]]:
+    """{baseline: metrics} with the names of DESIGN.md: `knn_top1` and `linear_top1` on a
+    classification set, `linear_r2` on a regression set. The linear probe is always fitted."""
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline {unknown[0]!r}; valid: {', '.join(BASELINES)}")
+    device = resolve_device(cfg.device)
+    data = _data(cfg)
+    probe = {"knn_k": cfg.knn_k, "knn_temperature": cfg.knn_temperature, "linear": True, "seed": cfg.seed}
+    out = {}
+    for name in names:
+        if name == "random_init":
+            torch.manual_seed(cfg.seed)  # the weights trial `cfg` starts from
+            model = build_model(cfg).to(device)
+            out[name] = encoder_metrics(model.backbone, data, device=device, **probe)
+        else:
+            dim = min(PCA_DIM, data.train_x[0].numel(), len(data.train_x))
+            out[name] = pca_metrics(data, dim=dim, device=device, **probe)
+    return out
+
+
+def checkpoint_embeddings(checkpoint: str | Path, path: str | Path, *, sample: int = 500,
+                          device: str | None = None) -> Path:
+    """Export h, z = g(h) and their t-SNE for `sample` test images of the checkpoint's run to `path`."""
+    state = load_checkpoint(checkpoint)
+    cfg = TrainConfig.from_dict(state["config"])
+    target = resolve_device(device or cfg.device)
+    model = build_model(cfg)
+    model.load_state_dict(state["model"])
+    model.to(target)
+    data = _data(cfg)
+    return export_embeddings(model, data.test_x, data.test_y, path, sample=sample, seed=cfg.seed, device=target)
