@@ -75,7 +75,8 @@ def best_config(data: StudyData) -> dict[str, Any]:
         value = best[column]
         if column == AUGMENTATIONS_COLUMN:
             value = split_augmentations(value)
-        _put(config, column[len(PARAM_PREFIX):].split("."), _plain(value))
+        # A column names its option whole: `param.color_jitter.strength` is the option `color_jitter.strength`.
+        config[column[len(PARAM_PREFIX):]] = _plain(value)
     if not is_missing(best.get("seed")):
         config["seed"] = int(best["seed"])
     return config
@@ -143,8 +144,3 @@ def _plain(value: Any) -> Any:
     item = getattr(value, "item", None)  # numpy scalar -> Python, so yaml writes it plainly
     return item() if callable(item) and not isinstance(value, (str, list)) else value
 
-
-def _put(config: dict[str, Any], path: list[str], value: Any) -> None:
-    for key in path[:-1]:
-        config = config.setdefault(key, {})
-    config[path[-1]] = value

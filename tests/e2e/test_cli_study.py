@@ -110,3 +110,17 @@ def test_report_names_the_best_trial_and_rebuilds_from_tables(finished_study):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(report)
     assert best in report.read_text()
+
+
+def test_the_reports_best_configuration_is_a_config_the_trainer_takes(finished_study):
+    import html
+    import re
+
+    from trainers import TrainConfig
+
+    _, study_dir = finished_study
+    page = (study_dir / "report" / "index.html").read_text()
+    config = yaml.safe_load(html.unescape(re.search(r'<pre class="config">(.*?)</pre>', page, re.S).group(1)))
+    cfg = TrainConfig.from_dict(config)  # `simclr-sweep train best_config.yaml` takes it as is
+    assert cfg.augmentation_params["color_jitter.strength"] in (0.25, 0.5)
+    assert cfg.augmentation_params["crop.min_scale"] == 0.3
