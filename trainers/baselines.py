@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from trainers.config import TrainConfig
@@ -60,4 +61,9 @@ def checkpoint_embeddings(checkpoint: str | Path, path: str | Path, *, sample: i
     model.load_state_dict(state["model"])
     model.to(target)
     data = _data(cfg)
-    return export_embeddings(model, data.test_x, data.test_y, path, sample=sample, seed=cfg.seed, device=target)
+    path = export_embeddings(model, data.test_x, data.test_y, path, sample=sample, seed=cfg.seed, device=target)
+    if data.target_names:  # the class names, or the regression targets (the columns of `labels`)
+        arrays = dict(np.load(path))
+        with open(path, "wb") as f:
+            np.savez_compressed(f, **arrays, target_names=np.array(list(data.target_names)))
+    return path
