@@ -1,0 +1,106 @@
+"""After a study's trials: the baselines it declared and the embeddings of its best trial.
+
+`baselines: [random_init, pca]` scores a randomly initialised encoder and PCA of the raw pixels with
+the trials' probes, on the best trial's data and encoder configuration; `embeddings: N` exports h
+and g(h) of the best trial's last checkpoint for N test images, with a t-SNE of each. Both run as
+one Ray task holding a trial's resources (on a GPU cluster, a GPU), and land in
+`tables/baselines.parquet` and `tables/embeddings.npz`, which the report shows.
+"""
+from __future__ import annotations
+
+import io
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from reports.tables import StudyTables
+from simclr_sweep.recording import params_from_row
+from simclr_sweep.study import Study
+
+
+def analyse_study(study: Study, study_dir, stream: TextIO | None = None) -> None:
+    """Compute what the study asked for beyond its trials; a failure is reported, never raised."""
+    if not study.baselines and not study.embeddings:
+        return
+    import ray
+
+    out = stream or sys.stdout
+    tables = StudyTables(study_dir)
+    best = best_trial_row(tables, study)
+    options = dict(study.fixed)
+    if best is not None:
+        options = {**params_from_row(best), "seed": int(best["seed"])}
+    checkpoint = None
+    if study.embeddings and best is not None:
+        checkpoint = _checkpoint_bytes(study_dir, best["trial_id"])
+        if checkpoint is None:
+            print(f"embeddings: trial {best['trial_id']} left no checkpoint; none exported", file=out, flush=True)
+    resources = {"num_cpus": study.cpu, "num_gpus": min(study.gpu, 1.0)}
+    t0 = time.monotonic()
+    try:
+        task = ray.remote(_analysis_task).options(**resources)
+        result = ray.get(task.remote(options, list(study.baselines), study.embeddings, checkpoint))
+    except Exception as err:  # a baseline must not cost the study its report
+        line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        print(f"baselines and embeddings failed: {line}", file=out, flush=True)
+        return
+    seconds = time.monotonic() - t0
+    if result.get("baselines"):
+        tables.write_baselines([{"baseline": name, **metrics} for name, metrics in result["baselines"].items()])
+        shown = ", ".join(f"{name} {' '.join(f'{k} {v:.3f}' for k, v in m.items() if math.isfinite(v))}"
+                          for name, m in result["baselines"].items())
+        print(f"baselines: {shown}", file=out, flush=True)
+    if result.get("embeddings"):
+        tables.write_embeddings(_with_trial(result["embeddings"], best["trial_id"]))
+        print(f"embeddings: {study.embeddings} test images of trial {best['trial_id']}", file=out, flush=True)
+    print(f"(baselines and embeddings took {seconds:.0f} s)", file=out, flush=True)
+
+
+def best_trial_row(tables: StudyTables, study: Study) -> dict[str, Any] | None:
+    """The trial with the best `best.<metric>` that did not fail, as a row dict."""
+    trials = tables.read_trials()
+    column = f"best.{study.metric}"
+    if trials.empty or column not in trials:
+        return None
+    scored = trials[(trials["status"] != "failed") & trials[column].notna()]
+    if scored.empty:
+        return None
+    index = scored[column].idxmax() if study.mode == "max" else scored[column].idxmin()
+    return scored.loc[index].to_dict()
+
+
+def _checkpoint_bytes(study_dir, trial_id: str) -> bytes | None:
+    from simclr_sweep.resume import latest_checkpoint
+
+    path = latest_checkpoint(study_dir, trial_id)
+    return Path(path).read_bytes() if path is not None else None
+
+
+def _with_trial(npz: bytes, trial_id: str) -> bytes:
+    import numpy as np
+
+    arrays = dict(np.load(io.BytesIO(npz)))
+    arrays["trial_id"] = np.array(trial_id)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _analysis_task(options: dict[str, Any], baselines: list[str], sample: int,
+                   checkpoint: bytes | None) -> dict[str, Any]:
+    """Runs in a Ray worker: the baselines' metrics and the embeddings file's bytes."""
+    from trainers import TrainConfig
+    from trainers.baselines import baseline_metrics, checkpoint_embeddings
+
+    out: dict[str, Any] = {}
+    if baselines:
+        out["baselines"] = baseline_metrics(TrainConfig.from_dict(options), baselines)
+    if sample and checkpoint is not None:
+        with tempfile.TemporaryDirectory(prefix="simclr-embeddings-") as tmp:
+            ckpt = Path(tmp) / "trainer.pt"
+            ckpt.write_bytes(checkpoint)
+            out["embeddings"] = checkpoint_embeddings(ckpt, Path(tmp) / "embeddings.npz", sample=sample).read_bytes()
+    return out
