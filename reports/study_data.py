@@ -17,7 +17,7 @@ import yaml
 
 from reports.schema import AUGMENTATIONS_COLUMN, PARAM_PREFIX, STATUSES
 from reports.stats import t_critical
-from reports.tables import StudyTables
+from reports.tables import StudyFiles, StudyTables
 
 DEFAULT_METRIC = "knn_top1"
 MAX_LEVELS = 8
@@ -27,15 +27,17 @@ MAX_LEVELS = 8
 class StudyData:
     """Everything a report section may read; derived views are computed once, on first use."""
 
-    study_dir: Path
+    study_dir: Path | str  # a URI for a remote study
     declaration: dict[str, Any]
     trials: pd.DataFrame
     epochs: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    baselines: pd.DataFrame | None = None  # tables/baselines.parquet: one row per baseline
+    embeddings: dict[str, Any] | None = None  # tables/embeddings.npz of the best trial
 
     @property
     def name(self) -> str:
-        return str(self.declaration.get("name") or self.study_dir.name)
+        return str(self.declaration.get("name") or Path(str(self.study_dir)).name)  # also for a URI
 
     @property
     def metric(self) -> str:
@@ -135,21 +137,22 @@ def split_augmentations(value: object) -> list[str]:
     return [part for part in str(value).split(",") if part]
 
 
-def load_study(study_dir: Path) -> StudyData:
-    """Read ``study.yaml`` (when present) and the tables of a study directory."""
-    study_dir = Path(study_dir)
+def load_study(study_dir: Path | str) -> StudyData:
+    """Read ``study.yaml`` (when present) and the tables of a study directory (or study URI)."""
+    files = StudyFiles(study_dir)
+    study_dir = files.location()
     notes: list[str] = []
     declaration: dict[str, Any] = {}
-    declaration_path = study_dir / "study.yaml"
-    if declaration_path.exists():
-        loaded = yaml.safe_load(declaration_path.read_text())
+    if files.exists("study.yaml"):
+        loaded = yaml.safe_load(files.read_text("study.yaml"))
         declaration = loaded if isinstance(loaded, dict) else {}
     else:
         notes.append("study.yaml is missing: the study's name, metric and method are guessed.")
     tables = StudyTables(study_dir)
     trials = tables.read_trials()
     epochs = tables.read_epochs()
-    data = StudyData(study_dir, declaration, trials, epochs, notes)
+    data = StudyData(study_dir, declaration, trials, epochs, notes,
+                     baselines=tables.read_baselines(), embeddings=tables.read_embeddings())
     score_column = f"best.{data.metric}"
     if score_column in trials:
         trials["score"] = pd.to_numeric(trials[score_column], errors="coerce").astype(float)

@@ -35,40 +35,56 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from simclr_sweep.runner import run_study
+    from simclr_sweep import storage as locations
+    from simclr_sweep.runner import run_study, study_dir_for
 
     study = load_study(args.space)
     if args.name:
         if not NAME_PATTERN.match(args.name):
             raise StudyError("--name", f"must be letters, digits, '.', '_' or '-' (got {args.name!r})")
         study = replace(study, name=args.name)
+    storage = locations.parse_location(args.storage, "--storage")
+    locations.check_reachable(storage, "--storage")  # a bad bucket or endpoint fails before Ray starts
     print(f"study {study.name}: {study.num_trials} trials, {study.max_concurrent} at a time, "
-          f"storage {Path(args.storage).resolve() / study.name}", flush=True)
-    return _finished(run_study(study, Path(args.storage), address=args.address))
+          f"storage {study_dir_for(study, storage)}", flush=True)
+    return _finished(run_study(study, storage, address=args.address))
+
+
+def _study_dir(args: argparse.Namespace):
+    """STUDY_DIR as a folder or a remote study's URI, checked reachable."""
+    from simclr_sweep import storage as locations
+
+    study_dir = locations.parse_location(args.study_dir, "STUDY_DIR")
+    locations.check_reachable(study_dir, "STUDY_DIR")
+    return study_dir
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from simclr_sweep.runner import resume_study
 
-    return _finished(resume_study(Path(args.study_dir), address=args.address))
+    return _finished(resume_study(_study_dir(args), address=args.address))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from reports.report import build_report
+    from reports.tables import StudyFiles
+    from simclr_sweep import storage as locations
 
-    study_dir = Path(args.study_dir)
-    if not (study_dir / "study.yaml").is_file():
-        return _fail(f"{study_dir}: not a study directory (no study.yaml); give the folder `simclr-sweep run` created")
-    if not (study_dir / "tables" / "trials.parquet").is_file():
-        return _fail(f"{study_dir}: no tables/trials.parquet yet; the study has recorded no trial")
-    print(build_report(study_dir))
+    study_dir = _study_dir(args)
+    files = StudyFiles(study_dir)
+    with locations.storage_errors(study_dir, "STUDY_DIR"):
+        if not files.is_file("study.yaml"):
+            return _fail(f"{study_dir}: not a study directory (no study.yaml); give the folder `simclr-sweep run` created")
+        if not files.is_file("tables/trials.parquet"):
+            return _fail(f"{study_dir}: no tables/trials.parquet yet; the study has recorded no trial")
+        print(build_report(study_dir))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from simclr_sweep.status import study_status
 
-    print(study_status(Path(args.study_dir)))
+    print(study_status(_study_dir(args)))
     return 0
 
 
@@ -90,16 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     resume = sub.add_parser("resume", help="continue an interrupted study")
-    resume.add_argument("study_dir", metavar="STUDY_DIR")
+    resume.add_argument("study_dir", metavar="STUDY_DIR", help="the study's folder, or its URI (s3://bucket/prefix/NAME)")
     resume.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     resume.set_defaults(func=cmd_resume)
 
     status = sub.add_parser("status", help="trials by status, best so far, what is running")
-    status.add_argument("study_dir", metavar="STUDY_DIR")
+    status.add_argument("study_dir", metavar="STUDY_DIR", help="the study's folder, or its URI (s3://bucket/prefix/NAME)")
     status.set_defaults(func=cmd_status)
 
     report = sub.add_parser("report", help="write report/index.html from the study's tables")
-    report.add_argument("study_dir", metavar="STUDY_DIR")
+    report.add_argument("study_dir", metavar="STUDY_DIR", help="the study's folder, or its URI (s3://bucket/prefix/NAME)")
     report.set_defaults(func=cmd_report)
 
     validate = sub.add_parser("validate", help="check a study declaration without running it")

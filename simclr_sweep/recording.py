@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ray.tune import Callback
 
@@ -55,11 +55,17 @@ class TableRecorder(Callback):
     Epoch rows, starts, completions and errors are written at once. A trial's row is also refreshed
     after its epochs, at most every `refresh_s` seconds: the epochs table already holds each epoch, and
     rewriting the trials table after every epoch of every trial would cost more than short trials do.
+
+    `after_event()`, when given, is called after each Tune event the recorder handles (a remote study
+    copies its Optuna journal there: `simclr_sweep.storage.JournalMirror.sync`); it must be cheap
+    when nothing changed, and picklable.
     """
 
-    def __init__(self, study: Study, study_dir: Path, setup: TrialSetup, refresh_s: float = 1.0):
+    def __init__(self, study: Study, study_dir: Path | str, setup: TrialSetup, refresh_s: float = 1.0,
+                 after_event: Callable[[], Any] | None = None):
         self.study = study
-        self.study_dir = Path(study_dir)
+        self.study_dir = study_dir if isinstance(study_dir, str) and "://" in study_dir else Path(study_dir)
+        self.after_event = after_event
         self.trial_setup = setup
         self.refresh_s = refresh_s
         self.records: dict[str, TrialRecord] = {}
@@ -103,6 +109,7 @@ class TableRecorder(Callback):
             record.session_start = _now()
         record.status, record.ended_at, record.error = "running", None, None
         self._write(record)
+        self._after_event()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         record = self._record(trial)
@@ -114,12 +121,14 @@ class TableRecorder(Callback):
         self.tables.append_epochs([{"trial_id": record.trial_id, **metrics}])
         self._stale.add(record.trial_id)
         self._refresh()
+        self._after_event()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         record = self._record(trial)
         record.ended_at = _now()
         record.status = self._final_status(record)
         self._write(record)
+        self._after_event()
 
     def on_trial_error(self, iteration, trials, trial, **info):
         record = self._record(trial)
@@ -127,6 +136,7 @@ class TableRecorder(Callback):
         record.status = "failed"
         record.error = _error_text(trial)
         self._write(record)
+        self._after_event()
 
     def _record(self, trial) -> TrialRecord:
         trial_id = table_trial_id(trial)
@@ -147,12 +157,18 @@ class TableRecorder(Callback):
 
     def on_step_end(self, iteration, trials, **info):
         self._refresh()
+        self._after_event()  # the journal also changes between events (Optuna's suggestions)
 
     def on_experiment_end(self, trials, **info):
         self._refresh(force=True)
         if self._session_t0 is not None:
             self.tables.write_run_time(self.run_time())
         self.tables.compact_epochs()
+        self._after_event()
+
+    def _after_event(self) -> None:
+        if self.after_event is not None:
+            self.after_event()
 
     # -- rows --
 

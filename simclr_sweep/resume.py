@@ -27,7 +27,9 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from reports.tables import StudyTables
+from simclr_sweep import storage as locations
 from simclr_sweep.recording import params_from_row
+from simclr_sweep.storage import Location
 from simclr_sweep.study import Study
 from simclr_sweep.trainable import CHECKPOINT_FILE, RESUME_FROM, RESUME_OF, SUGGESTION, TRIAL_INDEX, sampled_params
 
@@ -59,13 +61,13 @@ class ResumePlan:
         return len(self.continued) + self.new_trials
 
 
-def latest_checkpoint(study_dir: Path, trial_id: str, recorded_epochs: int | None = None) -> Path | None:
+def latest_checkpoint(study_dir: Location, trial_id: str, recorded_epochs: int | None = None) -> Location | None:
     """The newest whole checkpoint of a trial that a resume may continue from; see `resume_point`."""
     return resume_point(study_dir, trial_id, recorded_epochs)[0]
 
 
-def resume_point(study_dir: Path, trial_id: str, recorded_epochs: int | None = None
-                 ) -> tuple[Path | None, dict[str, float] | None]:
+def resume_point(study_dir: Location, trial_id: str, recorded_epochs: int | None = None
+                 ) -> tuple[Location | None, dict[str, float] | None]:
     """Where an interrupted trial continues: (checkpoint file or None, epoch row the tables missed or None).
 
     Tune stores a trial's checkpoint before the driver hears of its epoch, so a driver killed in
@@ -73,16 +75,17 @@ def resume_point(study_dir: Path, trial_id: str, recorded_epochs: int | None = N
     that epoch's row missing for ever; the checkpoint carries that epoch's metrics, so the row is
     handed back to be written. A checkpoint further ahead than that is passed over for an older one.
     A file cut short by the kill (Tune was copying it into place) is passed over too.
+    A remote study's checkpoint is given by its URI (the trial downloads it).
     """
     from trainers.state import CheckpointError, load_checkpoint
 
     found = []
-    for path in study_dir.glob(f"tune*/trial-{trial_id}/checkpoint_*/{CHECKPOINT_FILE}"):
+    for path, local, mtime in locations.checkpoint_files(study_dir, trial_id, CHECKPOINT_FILE):
         try:
-            state = load_checkpoint(path)
+            state = load_checkpoint(local)
         except CheckpointError:
             continue
-        found.append((int(state.get("epoch", 0)), path.stat().st_mtime, path, state.get("metrics")))
+        found.append((int(state.get("epoch", 0)), mtime, path, state.get("metrics")))
     for epoch, _, path, metrics in sorted(found, key=lambda f: (f[0], f[1]), reverse=True):
         if recorded_epochs is None or epoch <= recorded_epochs:
             return path, None
@@ -100,8 +103,8 @@ def _epoch_row(metrics: dict[str, Any], epoch: int) -> dict[str, float]:
     return row
 
 
-def next_experiment_name(study_dir: Path) -> str:
-    taken = {p.name for p in study_dir.glob("tune-resume-*")}
+def next_experiment_name(study_dir: Location) -> str:
+    taken = set(locations.list_names(study_dir))
     k = 1
     while f"tune-resume-{k}" in taken:
         k += 1
@@ -120,7 +123,7 @@ def _config_key(study: Study, params: dict[str, Any]) -> str:
     return json.dumps({name: norm(params.get(name)) for name in study.parameters}, sort_keys=True)
 
 
-def plan_resume(study: Study, study_dir: Path, optuna_study) -> ResumePlan:
+def plan_resume(study: Study, study_dir: Location, optuna_study) -> ResumePlan:
     """Read the tables, reconcile the Optuna study with them, and say what is left to run."""
     tables = StudyTables(study_dir)
     trials = tables.read_trials()

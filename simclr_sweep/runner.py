@@ -13,6 +13,8 @@ from typing import TextIO
 
 import yaml
 
+from simclr_sweep import storage as locations
+from simclr_sweep.storage import Location
 from simclr_sweep.study import Study, StudyError
 
 # Tune's own result loggers (CSV, JSON, TensorBoard) duplicate what our tables hold.
@@ -30,12 +32,15 @@ DDP_DRIVER_CPU = 0.25  # what a DDP trial's own process reserves beside its work
 
 @dataclass(frozen=True)
 class StudyOutcome:
-    study_dir: Path
-    report: Path
+    study_dir: Location  # a Path, or the study's URI (s3://...)
+    report: Location
     counts: dict[str, int]
 
 
-def study_dir_for(study: Study, storage: Path) -> Path:
+def study_dir_for(study: Study, storage: Location) -> Location:
+    storage = locations.as_location(storage)
+    if not isinstance(storage, Path):  # a URI (simclr_sweep.storage)
+        return locations.child(storage, study.name)
     return (storage / study.name).resolve()
 
 
@@ -51,9 +56,12 @@ def with_absolute_data_root(study: Study) -> Study:
                    raw={**study.raw, "fixed": {**study.raw.get("fixed", {}), "data_root": absolute}})
 
 
-def prepare_study_dir(study: Study, storage: Path) -> Path:
+def prepare_study_dir(study: Study, storage: Location) -> Location:
     """Create `<storage>/<name>/` with the frozen declaration; refuse a directory already used."""
     study_dir = study_dir_for(study, storage)
+    if not isinstance(study_dir, Path):
+        locations.prepare_remote(study_dir, yaml.safe_dump({**study.raw, "name": study.name}, sort_keys=False))
+        return study_dir
     if study_dir.exists() and any(study_dir.iterdir()):
         raise StudyError(
             str(study_dir),
@@ -110,14 +118,20 @@ def make_scheduler(study: Study):
     return FIFOScheduler()
 
 
-def open_journal(study_dir: Path):
-    """The study's Optuna storage: a JournalStorage file beside the tables, written at each event."""
+def open_journal(study_dir: Location):
+    """The study's Optuna storage: a JournalStorage file beside the tables, written at each event.
+
+    A remote study's journal is a local file on the driver, copied to the study's URI as it changes
+    (`simclr_sweep.storage.JournalMirror`).
+    """
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return JournalStorage(JournalFileBackend(str(study_dir / JOURNAL_FILE)))
+    path = locations.journal_path(study_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
 
 
 def open_optuna_study(study: Study, storage):
@@ -146,16 +160,16 @@ def make_search(study: Study, storage):
     return searcher
 
 
-def trial_setup(study: Study, study_dir: Path):
+def trial_setup(study: Study, study_dir: Location):
     """What every trial of the study shares."""
     from simclr_sweep.trainable import TrialSetup
 
     return TrialSetup(fixed=dict(study.fixed), metric=study.metric, seeds=study.seeds,
                       workers=study.workers_per_trial, cpu=study.cpu, gpu=study.gpu,
-                      train_storage=str(study_dir / "train"))
+                      train_storage=str(locations.child(study_dir, "train")))
 
 
-def _tune(study: Study, study_dir: Path, search_alg, num_samples: int, experiment: str, stream: TextIO | None,
+def _tune(study: Study, study_dir: Location, search_alg, num_samples: int, experiment: str, stream: TextIO | None,
           trial_fn=None, time_budget_s: float | None = None):
     """Run one Tune experiment of the study; returns the recorder that wrote its tables.
 
@@ -169,7 +183,8 @@ def _tune(study: Study, study_dir: Path, search_alg, num_samples: int, experimen
     from simclr_sweep.trainable import run_trial, trial_dirname
 
     setup = trial_setup(study, study_dir)
-    recorder = TableRecorder(study, study_dir, setup)
+    journal = locations.journal_mirror(study_dir)  # None for a local study
+    recorder = TableRecorder(study, study_dir, setup, after_event=journal.sync if journal else None)
     progress = ProgressView(recorder, total=study.num_trials, stream=stream)
     # A DDP trial only waits on its Ray Train workers, which hold the study's resources.
     resources = {"cpu": study.cpu, "gpu": study.gpu} if study.workers_per_trial == 1 else {"cpu": DDP_DRIVER_CPU}
@@ -188,7 +203,7 @@ def _tune(study: Study, study_dir: Path, search_alg, num_samples: int, experimen
         ),
         run_config=tune.RunConfig(
             name=experiment,
-            storage_path=str(study_dir),
+            **locations.tune_storage(study_dir),
             callbacks=[recorder, progress],
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -196,17 +211,23 @@ def _tune(study: Study, study_dir: Path, search_alg, num_samples: int, experimen
         ),
     )
     tuner.fit()
+    if trial_fn is None:  # the baselines and embeddings the study declared, while Ray is up
+        from simclr_sweep.analysis import analyse_study
+
+        analyse_study(study, study_dir, stream)
+    if journal:
+        journal.sync()
     return recorder
 
 
-def _finish(study_dir: Path, recorder) -> StudyOutcome:
+def _finish(study_dir: Location, recorder) -> StudyOutcome:
     from reports.report import build_report
 
     counts = recorder.counts() if recorder else {}
     return StudyOutcome(study_dir=study_dir, report=build_report(study_dir), counts=counts)
 
 
-def run_study(study: Study, storage: Path, address: str | None = None, stream: TextIO | None = None,
+def run_study(study: Study, storage: Location, address: str | None = None, stream: TextIO | None = None,
               trial_fn=None) -> StudyOutcome:
     """Run a validated study to the end and write its report."""
     study = with_absolute_data_root(study)
@@ -224,26 +245,37 @@ def run_study(study: Study, storage: Path, address: str | None = None, stream: T
     return _finish(study_dir, recorder)
 
 
-def load_study_dir(study_dir: Path) -> Study:
+def load_study_dir(study_dir: Location) -> Study:
     """The declaration a study directory was run with (its frozen `study.yaml`)."""
-    from simclr_sweep.study import load_study
+    from simclr_sweep.study import load_study, parse_study
 
+    study_dir = locations.as_location(study_dir)
+    if not isinstance(study_dir, Path):
+        return parse_study(yaml.safe_load(locations.read_declaration(study_dir)))
     if not (study_dir / STUDY_FILE).is_file():
         raise StudyError(str(study_dir), f"not a study directory (no {STUDY_FILE}); give the folder `simclr-sweep run` created")
     return load_study(study_dir / STUDY_FILE)
 
 
-def resume_study(study_dir: Path, address: str | None = None, stream: TextIO | None = None) -> StudyOutcome:
+def resume_study(study_dir: Location, address: str | None = None, stream: TextIO | None = None) -> StudyOutcome:
     """Continue an interrupted study from its tables and Optuna journal (see `simclr_sweep.resume`)."""
     from reports.tables import StudyTables
     from simclr_sweep.resume import ResumingSearch, next_experiment_name, plan_resume
     from simclr_sweep.recording import TableRecorder
 
-    study_dir = study_dir.resolve()
+    study_dir = locations.as_location(study_dir)
+    if isinstance(study_dir, Path):
+        study_dir = study_dir.resolve()
     study = load_study_dir(study_dir)
+    journal = locations.journal_mirror(study_dir)
+    if journal:
+        with locations.storage_errors(study_dir, "STUDY_DIR"):
+            journal.fetch()
     storage = open_journal(study_dir)
     optuna_study = open_optuna_study(study, storage)
     plan = plan_resume(study, study_dir, optuna_study)
+    if journal:  # planning told Optuna what the tables know
+        journal.sync()
     if plan.recovered_epochs:  # before the recorder loads the tables, so the trials continue with them
         StudyTables(study_dir).append_epochs(plan.recovered_epochs)
     out = stream or sys.stdout
@@ -274,7 +306,7 @@ def resume_study(study_dir: Path, address: str | None = None, stream: TextIO | N
     return _finish(study_dir, recorder)
 
 
-def _stop_interrupted(study: Study, study_dir: Path) -> None:
+def _stop_interrupted(study: Study, study_dir: Location) -> None:
     """End the trials a killed driver left running as `early_stopped`: the time budget stopped them."""
     from simclr_sweep.recording import TableRecorder, _now
 

@@ -22,12 +22,25 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def study_status(study_dir: Path) -> str:
-    """A few lines: trials by status, the best so far with its configuration, what is running."""
+def study_status(study_dir: Path | str) -> str:
+    """A few lines: trials by status, the best so far with its configuration, what is running.
+
+    ``study_dir`` is a folder or a remote study's URI (``s3://...``, see `simclr_sweep.storage`).
+    """
+    from simclr_sweep import storage
+
+    study_dir = storage.as_location(study_dir)
+    if not isinstance(study_dir, Path):
+        with storage.storage_errors(study_dir, "STUDY_DIR"):
+            return _status(study_dir, yaml.safe_load(storage.read_declaration(study_dir)) or {},
+                           storage.name_of(study_dir))
     declaration_path = study_dir / "study.yaml"
     if not declaration_path.is_file():
         raise StudyError(str(study_dir), "not a study directory (no study.yaml); give the folder `simclr-sweep run` created")
-    declaration = yaml.safe_load(declaration_path.read_text()) or {}
+    return _status(study_dir, yaml.safe_load(declaration_path.read_text()) or {}, study_dir.name)
+
+
+def _status(study_dir: Path | str, declaration: dict, dir_name: str) -> str:
     metric_spec = declaration.get("metric", {})
     metric = metric_spec["name"] if isinstance(metric_spec, dict) else str(metric_spec)
     goal = metric_spec.get("goal", "maximize") if isinstance(metric_spec, dict) else "maximize"
@@ -35,7 +48,7 @@ def study_status(study_dir: Path) -> str:
 
     tables = StudyTables(study_dir)
     trials = tables.read_trials()
-    lines = [f"study {declaration.get('name', study_dir.name)} ({declaration.get('method', 'tpe')}, "
+    lines = [f"study {declaration.get('name', dir_name)} ({declaration.get('method', 'tpe')}, "
              f"{declared} trials declared) in {study_dir}"]
     if trials.empty:
         lines.append("no trial recorded yet")

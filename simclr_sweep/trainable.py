@@ -85,7 +85,12 @@ def _resume_file(config: dict[str, Any], tmp: str) -> Path | None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         return Path(checkpoint.to_directory(tmp)) / CHECKPOINT_FILE
-    return Path(config[RESUME_FROM]) if config.get(RESUME_FROM) else None
+    source = config.get(RESUME_FROM)
+    if source and "://" in str(source):  # a remote study's checkpoint (s3://...)
+        from simclr_sweep.storage import fetch_file
+
+        return fetch_file(str(source), Path(tmp) / CHECKPOINT_FILE)
+    return Path(source) if source else None
 
 
 def _report_if_trained(resume_file: Path | None, epochs: int, report: "_EpochReporter") -> bool:
@@ -154,6 +159,8 @@ def _run_ddp_trial(options: dict[str, Any], resume_file: Path | None, setup: Tri
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
+    from simclr_sweep.storage import tune_storage
+
     resume = resume_file.read_bytes() if resume_file is not None else None
     epochs: Queue = Queue(actor_options={"num_cpus": 0})
     per_worker = {"CPU": setup.cpu / setup.workers}
@@ -165,7 +172,7 @@ def _run_ddp_trial(options: dict[str, Any], resume_file: Path | None, setup: Tri
         scaling_config=ray.train.ScalingConfig(num_workers=setup.workers, use_gpu=bool(setup.gpu),
                                                resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(name=f"ddp-{tune.get_context().get_trial_id()}",
-                                       storage_path=setup.train_storage,
+                                       **tune_storage(setup.train_storage),  # a folder or an s3:// URI
                                        failure_config=ray.train.FailureConfig(max_failures=0)),
     )
     outcome: dict[str, BaseException] = {}
