@@ -130,3 +130,10 @@ def _kind(value: object) -> str:
 
 def _is_nan(value: object) -> bool:
     return isinstance(value, float) and math.isnan(value)
+
+
+# tables/baselines.parquet: one row per baseline a study declared (simclr_sweep.analysis), scored
+# with the trials' probes; a metric the data set does not give (linear_r2 on classes) is null.
+BASELINE_METRICS: tuple[str, ...] = ("knn_top1", "linear_top1", "linear_r2")
+BASELINES_SCHEMA = pa.schema([pa.field("baseline", pa.string(), nullable=False),
+                              *(pa.field(m, pa.float64()) for m in BASELINE_METRICS)])

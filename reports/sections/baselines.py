@@ -75,7 +75,9 @@ def embeddings_section(data: StudyData) -> Section | None:
                             hovertemplate=name + "<extra></extra>")
     fig.update_xaxes(showticklabels=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, zeroline=False)
-    style(fig, height=460)
+    style(fig, height=500)
+    # The legend above the two panels' titles.
+    fig.update_layout(margin={"l": 20, "r": 20, "t": 90, "b": 20}, legend={"y": 1.14})
     trial = str(arrays.get("trial_id", "")) or "the best trial"
     note = (f"{len(labels)} test images of trial {trial}, embedded by its last checkpoint and mapped to 2-D "
             "by t-SNE (perplexity 30), each space on its own. Distances between clusters in a t-SNE map "
@@ -127,15 +129,17 @@ def _embeddings_finding(arrays: dict, labels: np.ndarray, regression: bool) -> s
     if regression:
         return ("Each map is coloured by the first generative factor; a smooth colour gradient means the "
                 "space keeps that factor, which SimCLR's g(h) tends to discard in favour of invariance.")
-    h = knn_agreement(np.asarray(arrays["h"]), labels)
-    z = knn_agreement(np.asarray(arrays["z"]), labels)
+    # Fewer neighbours than half the smallest class, so that a small sample can still vote right.
+    k = int(max(1, min(NEIGHBOURS, np.unique(labels, return_counts=True)[1].min() // 2)))
+    h = knn_agreement(np.asarray(arrays["h"]), labels, k)
+    z = knn_agreement(np.asarray(arrays["z"]), labels, k)
     if h > z:
         verdict = "h separates the classes better than g(h), as the SimCLR paper found (its section 4.2)"
     elif h < z:
         verdict = "here g(h) separates the classes better than h, unlike what the SimCLR paper found"
     else:
         verdict = "h and g(h) separate the classes equally well"
-    return (f"A {NEIGHBOURS}-nearest-neighbour vote (cosine, leave-one-out) recovers the class of "
+    return (f"A {k}-nearest-neighbour vote (cosine, leave-one-out) recovers the class of "
             f"{h:.0%} of these images in h and {z:.0%} in g(h): {verdict}.")
 
 

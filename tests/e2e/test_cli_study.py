@@ -20,6 +20,8 @@ SMALL_STUDY = {
     "max_concurrent": 2,
     "resources": {"cpu": 1, "gpu": 0},
     "early_stopping": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+    "baselines": ["random_init", "pca"],
+    "embeddings": 60,
     "fixed": {"dataset": "shapes", "dataset_size": 512, "backbone": "convnet", "epochs": 2,
               "batch_size": 128, "optimizer": "adam", "lr": 0.002, "eval_every": 1, "crop.min_scale": 0.3},
     "parameters": {
@@ -124,3 +126,25 @@ def test_the_reports_best_configuration_is_a_config_the_trainer_takes(finished_s
     cfg = TrainConfig.from_dict(config)  # `simclr-sweep train best_config.yaml` takes it as is
     assert cfg.augmentation_params["color_jitter.strength"] in (0.25, 0.5)
     assert cfg.augmentation_params["crop.min_scale"] == 0.3
+
+
+def test_baselines_and_embeddings_are_in_the_tables_and_the_report(finished_study):
+    import numpy as np
+
+    from reports.tables import StudyTables
+
+    proc, study_dir = finished_study
+    tables = StudyTables(study_dir)
+    baselines = tables.read_baselines().set_index("baseline")
+    assert list(baselines.index) == ["random_init", "pca"]
+    assert baselines[["knn_top1", "linear_top1"]].notna().all().all() and baselines["linear_r2"].isna().all()
+    assert "baselines: random_init knn_top1" in proc.stdout
+    trials = tables.read_trials()
+    best = trials.loc[trials["best.knn_top1"].idxmax(), "trial_id"]
+    arrays = tables.read_embeddings()
+    assert str(arrays["trial_id"]) == best
+    assert arrays["tsne_h"].shape == arrays["tsne_z"].shape == (60, 2)
+    assert list(arrays["target_names"][:2]) and np.issubdtype(arrays["labels"].dtype, np.integer)
+    page = (study_dir / "report" / "index.html").read_text()
+    assert '<section id="baselines">' in page and '<section id="embeddings">' in page
+    assert "against the random-init encoder" in page
