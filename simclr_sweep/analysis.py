@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from reports.tables import StudyTables
+from reports.tables import StudyFiles, StudyTables
 from simclr_sweep.recording import params_from_row
 from simclr_sweep.study import Study
 
@@ -76,7 +76,12 @@ def _checkpoint_bytes(study_dir, trial_id: str) -> bytes | None:
     from simclr_sweep.resume import latest_checkpoint
 
     path = latest_checkpoint(study_dir, trial_id)
-    return Path(path).read_bytes() if path is not None else None
+    if path is None:
+        return None
+    if isinstance(path, Path):
+        return path.read_bytes()
+    folder, _, name = str(path).rpartition("/")  # a remote study's checkpoint URI
+    return StudyFiles(folder).read_bytes(name)
 
 
 def _with_trial(npz: bytes, trial_id: str) -> bytes:
