@@ -10,7 +10,6 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
 
 STEMS = ("cifar", "stl", "imagenet")
 
@@ -63,8 +62,12 @@ def _stem(kind: str, out: int) -> list[nn.Module]:
     raise ValueError(f"stem: must be one of {', '.join(STEMS)} (got {kind!r})")
 
 
-def _resnet(block: type, blocks: list[int], *, stem: str, width: int) -> tuple[nn.Module, int]:
+def _resnet(block_name: str, blocks: list[int], *, stem: str, width: int) -> tuple[nn.Module, int]:
     """torchvision's ResNet with a chosen stem and every channel count times ``width`` (the paper's 2x/4x)."""
+    # Imported here: torchvision takes over a second to import, and validating a study needs none of it.
+    from torchvision.models import resnet as tv_resnet
+
+    block = getattr(tv_resnet, block_name)
     base = 64 * width
     layers = _stem(stem, base)
     inplanes = base
@@ -93,17 +96,17 @@ def _resnet(block: type, blocks: list[int], *, stem: str, width: int) -> tuple[n
 
 def resnet18(*, stem: str, width: int) -> tuple[nn.Module, int]:
     """ResNet-18 (BasicBlock [2, 2, 2, 2]); h of 512 x width."""
-    return _resnet(BasicBlock, [2, 2, 2, 2], stem=stem, width=width)
+    return _resnet("BasicBlock", [2, 2, 2, 2], stem=stem, width=width)
 
 
 def resnet34(*, stem: str, width: int) -> tuple[nn.Module, int]:
     """ResNet-34 (BasicBlock [3, 4, 6, 3]); h of 512 x width."""
-    return _resnet(BasicBlock, [3, 4, 6, 3], stem=stem, width=width)
+    return _resnet("BasicBlock", [3, 4, 6, 3], stem=stem, width=width)
 
 
 def resnet50(*, stem: str, width: int) -> tuple[nn.Module, int]:
     """ResNet-50 (Bottleneck [3, 4, 6, 3]); h of 2048 x width."""
-    return _resnet(Bottleneck, [3, 4, 6, 3], stem=stem, width=width)
+    return _resnet("Bottleneck", [3, 4, 6, 3], stem=stem, width=width)
 
 
 BackboneFn = Callable[..., tuple[nn.Module, int]]
