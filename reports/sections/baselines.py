@@ -133,12 +133,15 @@ def _embeddings_finding(arrays: dict, labels: np.ndarray, regression: bool) -> s
     k = int(max(1, min(NEIGHBOURS, np.unique(labels, return_counts=True)[1].min() // 2)))
     h = knn_agreement(np.asarray(arrays["h"]), labels, k)
     z = knn_agreement(np.asarray(arrays["z"]), labels, k)
-    if h > z:
+    # Two binomial standard errors of a rate on this many images: a smaller gap is sampling noise.
+    noise = 2 * math.sqrt(max((h + z) / 2 * (1 - (h + z) / 2), 1e-12) / len(labels))
+    if h - z > noise:
         verdict = "h separates the classes better than g(h), as the SimCLR paper found (its section 4.2)"
-    elif h < z:
+    elif z - h > noise:
         verdict = "here g(h) separates the classes better than h, unlike what the SimCLR paper found"
     else:
-        verdict = "h and g(h) separate the classes equally well"
+        verdict = (f"on {len(labels)} images that gap is within sampling noise (±{noise:.0%}), so neither "
+                   "space separates the classes clearly better")
     return (f"A {k}-nearest-neighbour vote (cosine, leave-one-out) recovers the class of "
             f"{h:.0%} of these images in h and {z:.0%} in g(h): {verdict}.")
 

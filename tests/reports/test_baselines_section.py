@@ -65,6 +65,8 @@ def test_embeddings_finding_says_which_space_separates_the_classes():
     assert '"name":"e"' in render_page("s", "", [named], []).replace(" ", "")
     swapped = embeddings_section(_data(embeddings={**arrays, "h": z, "z": h}))
     assert "unlike what the SimCLR paper found" in swapped.finding
+    same = embeddings_section(_data(embeddings={**arrays, "z": h + 1e-3 * rng.normal(size=h.shape)}))
+    assert "within sampling noise" in same.finding and "neither space" in same.finding
 
 
 def test_regression_embeddings_are_coloured_by_a_target():
