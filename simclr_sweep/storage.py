@@ -51,10 +51,17 @@ def parse_location(text: str | os.PathLike[str], what: str = "--storage") -> Loc
     if not rest.strip("/"):
         raise StudyError(what, f"{text}: names no bucket; give a folder or a URI such as s3://bucket/prefix")
     uri = f"{scheme}://{rest.rstrip('/')}"
+    if scheme.lower() == "s3":  # checked here without the network (pyarrow may ask S3 for the bucket's region)
+        if rest.startswith("/"):
+            raise StudyError(what, f"{uri}: an s3 URI names a bucket, as in s3://bucket/prefix; "
+                                   "give a folder or a URI such as s3://bucket/prefix")
+        return uri
     try:
         remote_filesystem(uri)
     except ValueError as err:
         raise StudyError(what, f"{err}; give a folder or a URI such as s3://bucket/prefix") from None
+    except OSError as err:
+        raise StudyError(what, storage_problem(uri, err)) from None
     return uri
 
 
