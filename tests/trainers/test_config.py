@@ -129,15 +129,16 @@ def test_augmentation_parameters_change_the_views():
 
     from trainers.augment import build_pipeline
 
-    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     views = {}
     for strength in (0.0, 1.0):
         cfg = TrainConfig.from_dict({"augmentations": "color_jitter", "color_jitter.strength": strength,
                                      "color_jitter.p": 1.0})
         pipeline = build_pipeline(cfg.augmentations, image_size=16, **cfg.pipeline_params())
         views[strength] = pipeline(images, torch.Generator().manual_seed(0))
-    assert torch.allclose(views[0.0], images.float() / 255)  # strength 0: jitter changes nothing
-    assert not torch.allclose(views[1.0], images.float() / 255)
+    # strength 0: jitter changes nothing but float rounding (the hue round trip moves a pixel by < 1e-6)
+    assert torch.allclose(views[0.0], images.float() / 255, atol=1e-5)
+    assert not torch.allclose(views[1.0], images.float() / 255, atol=1e-2)
 
 
 @pytest.mark.parametrize("values, expected", [
