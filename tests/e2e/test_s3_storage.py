@@ -5,7 +5,6 @@ variables pointing at the test server; the local disk holds only the driver's ca
 journal) and Ray's own session files.
 """
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import yaml
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from processes import kill_tree
 from reports.tables import StudyFiles, StudyTables
 
 SMALL = {
@@ -184,22 +184,6 @@ GRID = {
 }
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL the driver and every process it started (Ray's raylet, GCS, workers), by pid."""
-    try:
-        parent = psutil.Process(proc.pid)
-        victims = [parent] + parent.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return
-    for p in victims:
-        try:
-            p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    proc.wait(timeout=30)
-    psutil.wait_procs(victims, timeout=30)
-
-
 @pytest.fixture(scope="module")
 def s3_resumed(s3_server, s3_env, tmp_path_factory):
     env, cache = s3_env
@@ -224,7 +208,7 @@ def s3_resumed(s3_server, s3_env, tmp_path_factory):
         else:
             pytest.fail("the study never reached a state with a half-trained trial")
     finally:
-        _kill_tree(run)
+        kill_tree(run)
     before = StudyTables(uri).read_trials()
     epochs = StudyTables(uri).read_epochs()
     seen = epochs.groupby("trial_id")["epoch"].nunique() if len(epochs) else pd.Series(dtype=int)

@@ -1,7 +1,6 @@
 """A study whose driver is SIGKILLed mid-way and then resumed ends as if it had never stopped."""
 import itertools
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import psutil
 import pytest
 import yaml
 
+from processes import kill_tree
 from reports.tables import StudyTables
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -48,22 +48,6 @@ def _epochs_seen(study_dir: Path) -> pd.Series:
     return epochs.groupby("trial_id")["epoch"].nunique() if len(epochs) else pd.Series(dtype=int)
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL the driver and every process it started (Ray's raylet, GCS, workers), by pid."""
-    try:
-        parent = psutil.Process(proc.pid)
-        victims = [parent] + parent.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return
-    for p in victims:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    proc.wait(timeout=30)
-    psutil.wait_procs(victims, timeout=30)
-
-
 @pytest.fixture(scope="module")
 def interrupted_then_resumed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("resume")
@@ -86,7 +70,7 @@ def interrupted_then_resumed(tmp_path_factory):
         else:
             pytest.fail("the study never reached a state with a finished and a half-trained trial")
     finally:
-        _kill_tree(run)
+        kill_tree(run)
     before = _trials(study_dir)
     before["epochs_run"] = [int(_epochs_seen(study_dir).get(tid, 0)) for tid in before["trial_id"]]
     resumed = subprocess.run([sys.executable, "-m", "simclr_sweep", "resume", str(study_dir)],
