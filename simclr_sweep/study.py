@@ -22,7 +22,7 @@ from reports.schema import METRICS
 METHODS = ("tpe", "random", "grid", "cmaes", "gp", "qmc")
 GOALS = {"maximize": "max", "minimize": "min"}
 SCHEDULERS = ("asha", "hyperband", "median", "none")
-DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "q_uniform", "q_log_uniform")
+DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "q_uniform")  # Optuna has no stepped log range
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -178,6 +178,8 @@ def parse_study(data: dict[str, Any]) -> Study:
     raw_params = _mapping(data.get("parameters", {}) or {}, "parameters")
     if not raw_params:
         raise StudyError("parameters", "must declare at least one parameter to search over")
+    for pname in raw_params:  # before any check that names fields by their fixed.* path
+        _check_train_field(pname, f"parameters.{pname}")
     # Fixed values are checked together with one value of each searched field, so that a check
     # across fields (warmup_epochs <= epochs) sees a real configuration, not the trainer's defaults.
     base = {**fixed, **{n: r for n, r in ((n, _representative(spec)) for n, spec in raw_params.items()) if r is not None}}
@@ -407,7 +409,7 @@ def _parameter(name: str, spec: Any, path: str, fixed: dict[str, Any]) -> Parame
         for bound, v in (("min", low), ("max", high)):
             _check_train_config({**fixed, name: v}, lambda f, b=bound: f"{path}.{b}")
         kind = {"uniform": "uniform", "q_uniform": "uniform", "log_uniform": "log_uniform",
-                "q_log_uniform": "log_uniform", "int_uniform": "int_uniform"}[dist]
+                "int_uniform": "int_uniform"}[dist]
         return Parameter(name, kind, low=low, high=high, step=step)
 
     # Augmentation sets: each candidate set is one categorical value, a sorted comma-joined string,

@@ -106,6 +106,11 @@ CASES = {
         lambda: _study(embeddings=5),
         "embeddings: must be 0 (none) or at least 10 test images for a t-SNE (got 5)",
     ),
+    "stepped log range": (
+        lambda: _study(parameters__temperature={"distribution": "q_log_uniform", "min": 0.1, "max": 1.0, "q": 0.1}),
+        "parameters.temperature.distribution: must be one of uniform, log_uniform, int_uniform, q_uniform "
+        "(got string 'q_log_uniform'); did you mean 'log_uniform'?",
+    ),
     "metric not a metric": (
         lambda: _study(metric={"name": "accuracy", "goal": "maximize"}),
         "metric.name: must be one of epoch, loss, knn_top1, linear_top1, linear_r2, lr, images_per_s, "
@@ -143,6 +148,14 @@ def test_values_the_trainer_refuses_are_reported_at_their_yaml_path(case, make, 
     assert code == 2
     assert err.startswith(f"error: {path_prefix}") and bad in err
     assert err.count("\n") == 1
+
+
+def test_a_parameter_name_that_is_not_a_string_is_reported_under_parameters(tmp_path, capsys):
+    path = _write(tmp_path, yaml.safe_dump({**_study(), "parameters": {3: {"values": [1, 2]}}}))
+    code, out, err = _validate(capsys, path)
+    assert code == 2
+    assert err.startswith("error: parameters.3: unknown training option; expected one of dataset, ")
+    assert "augmentation_params" not in err and err.count("\n") == 1
 
 
 def test_missing_file(tmp_path, capsys):
