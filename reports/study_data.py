@@ -21,6 +21,7 @@ from reports.tables import StudyFiles, StudyTables
 
 DEFAULT_METRIC = "knn_top1"
 MAX_LEVELS = 8
+_NO_CONFIG = "\x00"  # starts the key of a trial without a config_id; no config_id starts so
 
 
 @dataclass
@@ -98,18 +99,28 @@ class StudyData:
         return frame
 
     @cached_property
+    def config_keys(self) -> pd.Series:
+        """Each scored trial's configuration: its config_id, or its own trial id when it has none
+        (a trial without a config_id is a configuration of its own, never pooled with others)."""
+        ids = self.scored["config_id"].astype(object)
+        return ids.where(ids.notna(), _NO_CONFIG + self.scored["trial_id"].astype(str))
+
+    @cached_property
     def configs(self) -> pd.DataFrame:
-        """One row per config_id over scored trials: n, mean, std, 95% CI, trial ids; best first."""
+        """One row per configuration over scored trials: ``key`` (see ``config_keys``), ``name``
+        (its config_id, or a label naming its trial), n, mean, std, 95% CI, trial ids; best first."""
         params = [c for c in self.trials.columns if c.startswith(PARAM_PREFIX)]
         if self.scored.empty:
-            return pd.DataFrame(columns=["config_id", "n", "mean", "std", "ci_lo", "ci_hi", *params])
-        groups = self.scored.groupby("config_id", sort=False, dropna=False)
+            return pd.DataFrame(columns=["key", "name", "config_id", "n", "mean", "std", "ci_lo", "ci_hi", *params])
+        groups = self.scored.groupby(self.config_keys.rename("key"), sort=False)
         frame = groups["score"].agg(n="count", mean="mean", std="std")
         half = frame["n"].map(lambda n: t_critical(n - 1) if n > 1 else math.nan) * frame["std"] / np.sqrt(frame["n"])
         frame["ci_lo"], frame["ci_hi"] = frame["mean"] - half, frame["mean"] + half
         frame["trial_ids"] = groups["trial_id"].agg(list)
         frame["statuses"] = groups["status"].agg(list)
+        frame["config_id"] = groups["config_id"].first()
         frame = frame.join(groups[params].first()).reset_index()
+        frame.insert(1, "name", frame["key"].map(config_name))
         return frame.sort_values("mean", ascending=not self.maximize, kind="stable").reset_index(drop=True)
 
     def label(self, column: str) -> str:
@@ -121,6 +132,12 @@ class StudyData:
         if value is None or not math.isfinite(value):
             return "n/a"
         return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def config_name(key: str) -> str:
+    """A configuration as the report names it: its config_id, or ``(no config_id: <trial>)``."""
+    key = str(key)
+    return f"(no config_id: {key[len(_NO_CONFIG):]})" if key.startswith(_NO_CONFIG) else key
 
 
 def is_categorical(column: pd.Series) -> bool:

@@ -48,7 +48,7 @@ def leaderboard_section(data: StudyData) -> Section | None:
     for rank, row in enumerate(shown.to_dict("records"), start=1):
         trials = Safe('<span class="trials">' + "<br>".join(
             f"{status_dot(s)}{esc(t)}" for t, s in zip(row["trial_ids"], row["statuses"])) + "</span>")
-        rows.append([rank, row["config_id"], *[show(row.get(p)) for p in params], row["n"],
+        rows.append([rank, row["name"], *[show(row.get(p)) for p in params], row["n"],
                      data.fmt(row["mean"]), data.fmt(row["std"]), _ci(data, row["ci_lo"], row["ci_hi"]), trials])
     note = ("Score = each trial's best " + data.metric + " over its epochs; failed trials are left out. "
             "The 95% CI is Student's t over the seeds of a configuration; a trial's dot is its status "
@@ -60,8 +60,8 @@ def leaderboard_section(data: StudyData) -> Section | None:
 
 def best_trial(data: StudyData) -> pd.Series:
     """The best-scoring trial of the best configuration (by mean over seeds)."""
-    top_config = data.configs.iloc[0]["config_id"]
-    return data.scored[data.scored["config_id"] == top_config].iloc[0]  # scored is best first
+    top_key = data.configs.iloc[0]["key"]
+    return data.scored[data.config_keys == top_key].iloc[0]  # scored is best first
 
 
 def best_config(data: StudyData) -> dict[str, Any]:
@@ -88,10 +88,11 @@ def _best_and_reproduce(data: StudyData) -> list[str]:
     best = best_trial(data)
     top = data.configs.iloc[0]
     config_yaml = yaml.safe_dump(best_config(data), sort_keys=False)
-    command = f"simclr-sweep train best_config.yaml --out runs/{best['config_id']}"
+    run_name = best["trial_id"] if is_missing(best["config_id"]) else best["config_id"]
+    command = f"simclr-sweep train best_config.yaml --out runs/{run_name}"
     seeds = f" over {int(top['n'])} seeds; its best seed, trial {best['trial_id']}, reached " \
             f"{data.fmt(best['score'])}" if top["n"] > 1 else f" (trial {best['trial_id']})"
-    return [Safe(f"<h3>Best configuration: {esc(top['config_id'])}, {esc(data.metric)} "
+    return [Safe(f"<h3>Best configuration: {esc(top['name'])}, {esc(data.metric)} "
                  f"{esc(data.fmt(top['mean']))}{esc(seeds)}</h3>"),
             Safe("<p>Reproduce it: save this as <code>best_config.yaml</code> and run "
                  f"<code>{esc(command)}</code></p><pre class=\"config\">{esc(config_yaml)}</pre>")]
@@ -105,8 +106,9 @@ def _summary_finding(data: StudyData) -> str:
     spread = ""
     if top["n"] > 1:
         spread = f" ± {data.fmt(top['std'])} over {int(top['n'])} seeds"
-    return (f"{len(data.trials)} trials ({done} finished) of a {data.method} study; the best configuration "
-            f"{top['config_id']} reaches {data.metric} {data.fmt(top['mean'])}{spread}.")
+    article = "an" if data.method[:1].lower() in ("a", "e", "i", "o", "u") else "a"
+    return (f"{len(data.trials)} trials ({done} finished) of {article} {data.method} study; the best configuration "
+            f"{top['name']} reaches {data.metric} {data.fmt(top['mean'])}{spread}.")
 
 
 def _leaderboard_finding(data: StudyData) -> str:
@@ -121,9 +123,9 @@ def _leaderboard_finding(data: StudyData) -> str:
     verdict = ("their 95% intervals overlap, so the order of the top two is not settled"
                if overlap else "ahead of the runner-up by")
     if overlap:
-        return (f"{top['config_id']} leads with {data.fmt(top['mean'])}, {data.fmt(gap)} above "
-                f"{second['config_id']}, but {verdict}.")
-    return f"{top['config_id']} leads with {data.fmt(top['mean'])}, {verdict} {data.fmt(gap)} {data.metric}."
+        return (f"{top['name']} leads with {data.fmt(top['mean'])}, {data.fmt(gap)} above "
+                f"{second['name']}, but {verdict}.")
+    return f"{top['name']} leads with {data.fmt(top['mean'])}, {verdict} {data.fmt(gap)} {data.metric}."
 
 
 def _intervals_overlap(a: pd.Series, b: pd.Series) -> bool:

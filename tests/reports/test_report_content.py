@@ -205,3 +205,22 @@ def test_ragged_tables_still_build(tmp_path):
     page = build_report(tmp_path).read_text()
     assert {"summary", "leaderboard", "curves", "cost", "choice-similarity"} <= _section_ids(page)
     assert "<h1>ragged</h1>" in page
+
+
+def test_best_trial_without_config_id_is_its_own_configuration(tmp_path):
+    tables = StudyTables(tmp_path)
+    (tmp_path / "study.yaml").write_text("name: no-config-ids\nmetric: knn_top1\n")
+    scores = {"t0": (None, 0.9, 0.2), "t1": ("c1", 0.5, 0.5), "t2": ("c1", 0.6, 0.5), "t3": (None, 0.3, 0.8)}
+    tables.upsert_trials([{"trial_id": t, "config_id": c, "seed": 0, "status": "completed",
+                           "param.temperature": temp, "best.knn_top1": best} for t, (c, best, temp) in scores.items()])
+    page = build_report(tmp_path).read_text()
+    assert _finding(page, "summary") == ("4 trials (4 finished) of an unknown study; the best configuration "
+                                         "(no config_id: t0) reaches knn_top1 0.900.")
+    assert "simclr-sweep train best_config.yaml --out runs/t0" in page
+    config = yaml.safe_load(html.unescape(re.search(r'<pre class="config">(.*?)</pre>', page, re.S).group(1)))
+    assert config == {"temperature": 0.2, "seed": 0}
+    rows = page.split('<section id="leaderboard">')[1].split("<tbody>")[1].split("</tbody>")[0].split("</tr>")[:-1]
+    # t0 and t3 are two configurations, not one pooled "None" configuration; c1 averages 0.5 and 0.6
+    assert [re.findall(r"<td>(.*?)</td>", r)[1] for r in rows] == \
+        ["(no config_id: t0)", "c1", "(no config_id: t3)"]
+    assert "0.550" in rows[1]
