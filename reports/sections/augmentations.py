@@ -146,18 +146,34 @@ def _pairs_finding(data: StudyData, cells: dict) -> str:
 
 
 def _effects_finding(data: StudyData, effects: list[Effect]) -> str:
-    top = effects[0]
-    real = [e.name for e in effects if e.significant]
+    """Headline the augmentation with the largest absolute significant effect, helping or hurting;
+    without a significant one, the largest absolute effect, said to be unproven."""
     tested = [e for e in effects if not math.isnan(e.p_holm)]
-    lead = (f"{top.name} matters most: {top.difference.diff:+.3f} {data.metric} with it than without"
-            + (f" (95% CI {_interval(top.difference)})" if not math.isnan(top.difference.lo) else ""))
-    if not tested:
-        return lead + "; too few configurations to test whether any difference is real."
+    real = sorted((e for e in effects if e.significant), key=lambda e: -abs(e.difference.diff))
+    top = real[0] if real else max(effects, key=lambda e: abs(e.difference.diff))
+    amount = (f"{top.difference.diff:+.3f} {data.metric} with it than without"
+              + (f" (95% CI {_interval(top.difference)})" if not math.isnan(top.difference.lo) else ""))
     if real:
         verb = "is" if len(real) == 1 else "are"
-        return (f"{lead}; {len(real)} of {len(tested)} effects {verb} real after Holm's correction "
-                f"(p < {ALPHA:g}): {', '.join(real)}.")
-    return f"{lead}; no effect is significant after Holm's correction (p < {ALPHA:g})."
+        return (f"{top.name} matters most, and it {_direction(data, top)}: {amount}; {len(real)} of "
+                f"{len(tested)} effects {verb} real after Holm's correction (p < {ALPHA:g}): "
+                f"{', '.join(e.name for e in real)}.")
+    would = _direction(data, top, would=True)
+    if not tested:
+        return (f"{top.name} has the largest effect, and it {would}: {amount}; too few configurations "
+                "to test whether any difference is real.")
+    return (f"No augmentation's effect is significant after Holm's correction (p < {ALPHA:g}); the largest "
+            f"is {top.name}'s, which {would}: {amount}.")
+
+
+def _direction(data: StudyData, effect: Effect, *, would: bool = False) -> str:
+    diff = effect.difference.diff
+    if diff == 0:
+        return "would make no difference" if would else "makes no difference"
+    helps = (diff > 0) == data.maximize
+    if would:
+        return "would help" if helps else "would hurt"
+    return "helps" if helps else "hurts"
 
 
 def _paper_rank(name: str) -> tuple[int, str]:

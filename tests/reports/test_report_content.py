@@ -62,11 +62,16 @@ def test_sections_for_unvaried_parameters_are_left_out(tmp_path):
     assert not any(i.startswith("choice-") for i in ids)
 
 
-def test_crop_is_found_to_matter_and_flip_not(page):
+def test_crop_is_found_to_matter_and_flip_not(study, page):
+    trials = StudyTables(study).read_trials()
+    scored = trials[(trials["status"] != "failed") & trials["best.knn_top1"].notna()]
+    configs = scored.groupby("config_id").agg(mean=("best.knn_top1", "mean"), augs=("param.augmentations", "first"))
+    has_crop = configs["augs"].str.split(",").map(lambda a: "crop" in a)
+    diff = configs["mean"][has_crop].mean() - configs["mean"][~has_crop].mean()
     finding = _finding(page, "augmentations")
-    assert finding.startswith("crop matters most: +")
-    real = finding.split("(p < 0.05): ")[1]
-    assert "crop" in real and "flip" not in real
+    assert finding.startswith(f"crop matters most, and it helps: {diff:+.3f} knn_top1 with it than without (95% CI [")
+    real = finding.split("(p < 0.05): ")[1].rstrip(".").split(", ")
+    assert real[0] == "crop" and "flip" not in real
 
 
 def test_leaderboard_is_best_first_with_seed_statistics(study, page):
