@@ -18,6 +18,7 @@ class LARS(torch.optim.Optimizer):
     ``eta * ||w|| / ||g||`` (1 where either norm is 0, or where the group excludes adaptation),
     ``v = momentum * v + lr * trust * g``, ``w = w - v`` (nesterov: ``w -= momentum * v + lr * trust * g``).
     Groups carry ``lars_exclude``: True for biases and BatchNorm parameters (no decay, no adaptation).
+    A step runs group by group with ``torch._foreach_*`` ops (a few kernels per group, not per parameter).
     """
 
     def __init__(self, params: Iterable, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
@@ -30,28 +31,33 @@ class LARS(torch.optim.Optimizer):
     def step(self, closure: Callable | None = None):  # type: ignore[override]
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            exclude = group["lars_exclude"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                if not exclude and group["weight_decay"] != 0:
-                    grad = grad.add(p, alpha=group["weight_decay"])
-                scaled_lr = group["lr"]
-                if not exclude:
-                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(grad)
-                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm,
-                                        torch.ones_like(w_norm))
-                    scaled_lr = trust * group["lr"]
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            # One foreach kernel per operation over the group, not several small ones per parameter.
+            grads = [p.grad for p in params]
+            lr, momentum = group["lr"], group["momentum"]
+            if group["lars_exclude"]:
+                updates = torch._foreach_mul(grads, lr)
+            else:
+                if group["weight_decay"] != 0:
+                    grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+                w_norm = torch.stack(torch._foreach_norm(params))
+                g_norm = torch.stack(torch._foreach_norm(grads))
+                trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm,
+                                    torch.ones_like(w_norm))
+                updates = torch._foreach_mul(grads, list((trust * lr).unbind()))
+            buffers = []
+            for p in params:
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p)
-                v = state["momentum_buffer"]
-                v.mul_(group["momentum"]).add_(grad * scaled_lr)
-                if group["nesterov"]:
-                    p.sub_(group["momentum"] * v + grad * scaled_lr)
-                else:
-                    p.sub_(v)
+                buffers.append(state["momentum_buffer"])
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(buffers, updates)
+            if group["nesterov"]:
+                torch._foreach_add_(updates, torch._foreach_mul(buffers, momentum))
+            torch._foreach_sub_(params, updates if group["nesterov"] else buffers)
         return loss
 
 
