@@ -1,7 +1,10 @@
 """Batched image augmentations on the batch's device, and the SimCLR pipeline built from them.
 
-Every augmentation is a pure function ``fn(batch, generator, **params) -> batch`` on a float32
-NCHW batch in [0, 1]. Random parameters are drawn per sample from ``generator``, which must live on
+Every augmentation is a pure function ``fn(batch, generator, **params) -> batch`` of an NCHW
+batch, uint8 or floating point, and gives float32: a uint8 batch is first converted to float32 in
+[0, 1] (x / 255), as ``build_pipeline`` does, a floating-point one is taken as it is (values in
+[0, 1] expected) and only cast to float32, so the same images give the same output either way.
+Random parameters are drawn per sample from ``generator``, which must live on
 the batch's device; there is no per-image Python loop, no host-device copy and no synchronisation.
 Each one is split into ``_<name>_params(shape, generator, device, ...)`` (draws the per-sample
 parameters as tensors) and ``_<name>_apply(x, ...)`` (applies given parameters, deterministic), so
@@ -91,6 +94,23 @@ def _luma(x: Tensor) -> Tensor:
 def _luma_weights(device: torch.device, dtype: torch.dtype) -> Tensor:
     # Made once per device: torch.tensor(..., device=cuda) copies from pageable memory, a stream sync.
     return torch.tensor([_LUMA], dtype=dtype).to(device)
+
+
+def _to_unit_float(batch: Tensor) -> Tensor:
+    """The input contract of every augmentation: uint8 as float32 / 255, floating point as float32."""
+    if batch.dtype == torch.uint8:
+        return batch.float().div_(255.0)
+    if not batch.is_floating_point():
+        raise TypeError(f"augmentations take a uint8 or floating-point batch (got {batch.dtype})")
+    return batch.float()
+
+
+def _unit_float_input(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Make a public augmentation take its batch through ``_to_unit_float`` (its signature is kept)."""
+    @functools.wraps(fn)
+    def augmentation(x: Tensor, generator: torch.Generator, **params) -> Tensor:
+        return fn(_to_unit_float(x), generator, **params)
+    return augmentation
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,6 +206,7 @@ def _crop_apply(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Ten
     return out.clamp_(0.0, 1.0) if interpolation == "bicubic" else out
 
 
+@_unit_float_input
 def crop(x: Tensor, generator: torch.Generator, *, image_size: int,
          scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
          interpolation: str = "bilinear") -> Tensor:
@@ -218,6 +239,7 @@ def _flip_apply(x: Tensor, flipped: Tensor) -> Tensor:
     return torch.where(_per_sample(flipped), x.flip(-1), x)
 
 
+@_unit_float_input
 def flip(x: Tensor, generator: torch.Generator, *, p: float = 0.5) -> Tensor:
     """Horizontal flip of each image with probability p."""
     return _flip_apply(x, **_flip_params(x.shape, generator, x.device, p=p))
@@ -307,6 +329,7 @@ def _color_jitter_apply(x: Tensor, applied: Tensor, factors: Tensor, hue: Tensor
     return torch.where(_per_sample(applied), out, x)
 
 
+@_unit_float_input
 def color_jitter(x: Tensor, generator: torch.Generator, *, strength: float = 1.0, p: float = 0.8) -> Tensor:
     """SimCLR colour distortion: brightness, contrast, saturation, hue in a random order per sample,
     applied to each image with probability p."""
@@ -326,6 +349,7 @@ def _grayscale_apply(x: Tensor, grey: Tensor) -> Tensor:
     return torch.where(_per_sample(grey), _luma(x).expand_as(x), x)
 
 
+@_unit_float_input
 def grayscale(x: Tensor, generator: torch.Generator, *, p: float = 0.2) -> Tensor:
     """Replace each image by its luma in every channel with probability p."""
     return _grayscale_apply(x, **_grayscale_params(x.shape, generator, x.device, p=p))
@@ -366,6 +390,7 @@ def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int |
     return torch.where(_per_sample(blurred), flat.view(n, c, h, w), x)
 
 
+@_unit_float_input
 def blur(x: Tensor, generator: torch.Generator, *, p: float = 0.5, sigma: tuple[float, float] = (0.1, 2.0),
          kernel_size: int | None = None) -> Tensor:
     """Gaussian blur with sigma uniform in ``sigma``, with probability p; kernel 10% of the side."""
@@ -396,6 +421,7 @@ def _rotate_apply(x: Tensor, rotated: Tensor, angle: Tensor) -> Tensor:
     return torch.where(_per_sample(rotated), out, x)
 
 
+@_unit_float_input
 def rotate(x: Tensor, generator: torch.Generator, *, p: float = 0.5, degrees: float = 30.0) -> Tensor:
     """Rotate by an angle uniform in [-degrees, degrees] with probability p; corners become black."""
     return _rotate_apply(x, **_rotate_params(x.shape, generator, x.device, p=p, degrees=degrees))
@@ -417,6 +443,7 @@ def _brightness_apply(x: Tensor, delta: Tensor) -> Tensor:
     return (x + delta.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
 
 
+@_unit_float_input
 def brightness(x: Tensor, generator: torch.Generator, *, p: float = 0.8, max_delta: float = 0.4) -> Tensor:
     """Add a delta uniform in [-max_delta, max_delta] to every pixel with probability p, then clip."""
     return _brightness_apply(x, **_brightness_params(x.shape, generator, x.device, p=p, max_delta=max_delta))
@@ -435,6 +462,7 @@ def _invert_apply(x: Tensor, inverted: Tensor) -> Tensor:
     return torch.where(_per_sample(inverted), 1.0 - x, x)
 
 
+@_unit_float_input
 def invert(x: Tensor, generator: torch.Generator, *, p: float = 0.5) -> Tensor:
     """Photographic negative (1 - x) of each image with probability p."""
     return _invert_apply(x, **_invert_params(x.shape, generator, x.device, p=p))
@@ -449,6 +477,7 @@ def _solarize_apply(x: Tensor, solarized: Tensor, *, threshold: float = 0.5) -> 
     return torch.where(_per_sample(solarized) & (x >= threshold), 1.0 - x, x)
 
 
+@_unit_float_input
 def solarize(x: Tensor, generator: torch.Generator, *, p: float = 0.2, threshold: float = 0.5) -> Tensor:
     """Invert the pixels at or above threshold, with probability p per image (BYOL's p = 0.2)."""
     return _solarize_apply(x, **_solarize_params(x.shape, generator, x.device, p=p), threshold=threshold)
@@ -468,6 +497,7 @@ def _gaussian_noise_apply(x: Tensor, noisy: Tensor, noise: Tensor, *, std: float
     return torch.where(_per_sample(noisy), (x + std * noise).clamp_(0.0, 1.0), x)
 
 
+@_unit_float_input
 def gaussian_noise(x: Tensor, generator: torch.Generator, *, p: float = 0.5, std: float = 0.1) -> Tensor:
     """Add N(0, std^2) noise to every value with probability p per image, then clip."""
     return _gaussian_noise_apply(x, **_gaussian_noise_params(x.shape, generator, x.device, p=p), std=std)
@@ -488,6 +518,7 @@ def _salt_and_pepper_apply(x: Tensor, noisy: Tensor, u: Tensor, *, amount: float
     return torch.where(salt, torch.ones_like(x), torch.where(pepper, torch.zeros_like(x), x))
 
 
+@_unit_float_input
 def salt_and_pepper(x: Tensor, generator: torch.Generator, *, p: float = 0.5, amount: float = 0.05) -> Tensor:
     """With probability p per image, set a fraction ``amount`` of its pixels to white or black
     (half each)."""
@@ -520,6 +551,7 @@ def _cutout_apply(x: Tensor, cut: Tensor, cy: Tensor, cx: Tensor, *, size: float
     return x.masked_fill(hole, 0.0)
 
 
+@_unit_float_input
 def cutout(x: Tensor, generator: torch.Generator, *, p: float = 0.5, size: float = 0.5) -> Tensor:
     """With probability p per image, black out a square of side size x the shorter side."""
     params = _cutout_params(x.shape, generator, x.device, p=p)
@@ -541,6 +573,7 @@ def _standardize_apply(x: Tensor) -> Tensor:
     return (x - mean) / std.clamp(min=1.0 / math.sqrt(numel))
 
 
+@_unit_float_input
 def standardize(x: Tensor, generator: torch.Generator) -> Tensor:
     """(x - mean) / max(std, 1 / sqrt(numel)) over each whole image; draws nothing from generator.
     The result is no longer in [0, 1], which is why it comes last in PAPER_ORDER."""
@@ -647,7 +680,7 @@ def build_pipeline(names, *, image_size: int, color_jitter_strength: float = 1.0
     steps = [(name, *_split(name, by_name[name])) for name in PAPER_ORDER if name in chosen]
 
     def transform(batch: Tensor, drawn: list[dict[str, Tensor]]) -> Tensor:
-        x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
+        x = _to_unit_float(batch)
         if "crop" not in chosen and x.shape[-2:] != (image_size, image_size):
             x = _resize_full(x, image_size)
         for (name, _, apply_kw), values in zip(steps, drawn):

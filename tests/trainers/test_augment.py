@@ -253,6 +253,32 @@ def test_pipeline_refuses_unknown_names_and_parameters():
         A.build_pipeline(["flip"], image_size=32, flip_q=0.1)
 
 
+# Keyword arguments that make each augmentation act on every image (p = 1 where it has a p).
+_ACT = {name: {"p": 1.0} if "p" in A.TUNABLE[name] else {} for name in A.AUGMENTATIONS}
+_ACT["crop"] = {"image_size": 24}
+
+
+@pytest.mark.parametrize("name", sorted(A.AUGMENTATIONS))
+def test_every_augmentation_gives_the_same_float32_for_a_uint8_batch_as_for_it_over_255(name):
+    batch = _uint8(seed=4)
+    fn = A.AUGMENTATIONS[name]
+    from_uint8 = fn(batch, _gen(11), **_ACT[name])
+    from_float = fn(batch.float() / 255, _gen(11), **_ACT[name])
+    assert from_uint8.dtype == from_float.dtype == torch.float32
+    torch.testing.assert_close(from_uint8, from_float, atol=0, rtol=0)
+    if name != "standardize":
+        assert from_uint8.min() >= 0 and from_uint8.max() <= 1
+
+
+def test_augmentations_give_float32_for_float64_input_and_refuse_other_integer_types():
+    x = _images(4).double()
+    out = A.flip(x, _gen(), p=1.0)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, x.float().flip(-1), atol=0, rtol=0)
+    with pytest.raises(TypeError, match=r"^augmentations take a uint8 or floating-point batch \(got torch.int64\)$"):
+        A.invert(_uint8().long(), _gen())
+
+
 def test_every_registered_augmentation_is_in_paper_order():
     assert set(A.PAPER_ORDER) == set(A.AUGMENTATIONS)
 
