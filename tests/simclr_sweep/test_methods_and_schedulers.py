@@ -52,3 +52,30 @@ def test_tiny_study_finishes_with_every_trial_recorded(local_ray, tmp_path, meth
     if method == "grid":
         assert sorted(trials["param.temperature"]) == [0.1, 0.4, 0.9]
     assert outcome.report.is_file()
+
+
+@pytest.mark.parametrize("scheduler", ["asha", "median", "none"])
+def test_a_scheduler_stops_trials_worse_than_those_before_them(local_ray, tmp_path, scheduler):
+    # One trial at a time, each reporting temperature * epoch / EPOCHS: whether a trial is stopped
+    # depends only on the trials before it, so the outcome is known for the sampler's (seeded) order.
+    study = parse_study({
+        "name": f"stops-{scheduler}", "metric": {"name": "knn_top1", "goal": "maximize"},
+        "method": "random", "trials": 6, "sampler_seed": 0, "max_concurrent": 1, "resources": {"cpu": 1},
+        "early_stopping": {"type": scheduler, "grace_period": 1, "reduction_factor": 2},
+        "fixed": {"epochs": EPOCHS}, "parameters": {"temperature": {"distribution": "uniform", "min": 0.05, "max": 1.0}},
+    })
+    outcome = run_study(study, tmp_path, stream=io.StringIO(), trial_fn=quick_trial)
+    trials = pd.read_parquet(outcome.study_dir / "tables" / "trials.parquet").sort_values("started_at")
+    stopped = trials[trials["status"] == "early_stopped"]
+    best = trials.loc[trials["param.temperature"].idxmax()]
+    assert best["status"] == "completed" and best["epochs_run"] == EPOCHS
+    if scheduler == "none":
+        assert stopped.empty and (trials["epochs_run"] == EPOCHS).all()
+        return
+    assert not stopped.empty, trials[["param.temperature", "status", "epochs_run"]]
+    assert (stopped["epochs_run"] < EPOCHS).all()
+    first = trials.iloc[0]
+    assert first["status"] == "completed"  # nothing to compare the first trial with
+    for _, trial in stopped.iterrows():  # only a trial worse than one before it is stopped
+        earlier = trials[trials["started_at"] < trial["started_at"]]
+        assert (earlier["param.temperature"] > trial["param.temperature"]).any()
