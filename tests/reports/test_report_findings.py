@@ -2,15 +2,17 @@
 from the trials written (never from the report's own helpers)."""
 from __future__ import annotations
 
-import html
 import itertools
-import re
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
+from report_html import finding, section, traces
+from synthetic_study import make_study
 
 from reports.report import build_report
 from reports.sections.augmentations import Effect, _effects_finding
@@ -21,10 +23,23 @@ FOUR = ("crop", "flip", "color_jitter", "blur")
 SUBSETS = [s for k in range(1, 5) for s in itertools.combinations(FOUR, k)]  # 15 non-empty subsets
 
 
-def _finding(page: str, section_id: str) -> str:
-    match = re.search(rf'<section id="{section_id}"><h2>.*?</h2><p class="finding">(.*?)</p>', page)
-    assert match, f"no section {section_id}"
-    return html.unescape(match.group(1))
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    return make_study(tmp_path_factory.mktemp("findings") / "ablation", configs=30, seeds=2, epochs=6)
+
+
+@pytest.fixture(scope="module")
+def page(study) -> str:
+    return build_report(study).read_text()
+
+
+@pytest.fixture(scope="module")
+def scored(study) -> pd.DataFrame:
+    """The trials the report's statistics use (finite score, not failed), scored as float64."""
+    trials = StudyTables(study).read_trials()
+    trials = trials[(trials["status"] != "failed") & np.isfinite(trials["best.knn_top1"].astype(float))].copy()
+    trials["score"] = trials["best.knn_top1"].astype(np.float64)
+    return trials
 
 
 def _write_study(folder: Path, rows: list[dict], metric: str = "knn_top1", goal: str = "maximize") -> Path:
@@ -50,20 +65,20 @@ def _effect_of(rows: list[dict], name: str, column: str) -> float:
 
 def test_a_strongly_harmful_augmentation_is_the_headline(tmp_path):
     rows = [{"param.augmentations": ",".join(s), "best.knn_top1": 0.5 - 0.2 * ("blur" in s)} for s in SUBSETS]
-    finding = _finding(build_report(_write_study(tmp_path / "s", rows)).read_text(), "augmentations")
+    text = finding(build_report(_write_study(tmp_path / "s", rows)).read_text(), "augmentations")
     diff = _effect_of(rows, "blur", "best.knn_top1")
     assert diff == pytest.approx(-0.2)
     # every configuration with blur scores the same, and every one without: the bootstrap CI is a point
-    assert finding == (f"blur matters most, and it hurts: {diff:+.3f} knn_top1 with it than without "
+    assert text == (f"blur matters most, and it hurts: {diff:+.3f} knn_top1 with it than without "
                        f"(95% CI [{diff:+.3f}, {diff:+.3f}]); 1 of 4 effects is real after Holm's correction "
                        "(p < 0.05): blur.")
 
 
 def test_a_strongly_helpful_augmentation_is_the_headline(tmp_path):
     rows = [{"param.augmentations": ",".join(s), "best.knn_top1": 0.4 + 0.25 * ("crop" in s)} for s in SUBSETS]
-    finding = _finding(build_report(_write_study(tmp_path / "s", rows)).read_text(), "augmentations")
+    text = finding(build_report(_write_study(tmp_path / "s", rows)).read_text(), "augmentations")
     diff = _effect_of(rows, "crop", "best.knn_top1")
-    assert finding == (f"crop matters most, and it helps: {diff:+.3f} knn_top1 with it than without "
+    assert text == (f"crop matters most, and it helps: {diff:+.3f} knn_top1 with it than without "
                        f"(95% CI [{diff:+.3f}, {diff:+.3f}]); 1 of 4 effects is real after Holm's correction "
                        "(p < 0.05): crop.")
 
@@ -73,7 +88,7 @@ def test_lowering_a_minimised_metric_helps(tmp_path):
     page = build_report(_write_study(tmp_path / "s", rows, metric="loss", goal="minimize")).read_text()
     diff = _effect_of(rows, "crop", "best.loss")
     assert diff == pytest.approx(-0.5)
-    assert _finding(page, "augmentations") == (
+    assert finding(page, "augmentations") == (
         f"crop matters most, and it helps: {diff:+.3f} loss with it than without (95% CI [{diff:+.3f}, "
         f"{diff:+.3f}]); 1 of 4 effects is real after Holm's correction (p < 0.05): crop.")
 
@@ -96,3 +111,40 @@ def test_without_a_significant_effect_the_largest_is_named_as_unproven():
     assert _effects_finding(data, effects) == (
         "No augmentation's effect is significant after Holm's correction (p < 0.05); the largest is blur's, "
         "which would hurt: -0.040 knn_top1 with it than without (95% CI [-0.090, +0.010]).")
+
+
+# -- the pair heatmap ------------------------------------------------------------------------------
+
+
+def _set_means(scored: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sample std and count of the score over the trials of each augmentation set, indexed by
+    the set as the tables write it (sorted, comma-joined)."""
+    return scored.groupby("param.augmentations")["score"].agg(["mean", "std", "count"])
+
+
+def _key(*names: str) -> str:
+    return ",".join(sorted(set(names)))
+
+
+def test_pair_heatmap_holds_singles_on_the_diagonal_and_pairs_off_it(page, scored):
+    (heatmap,) = traces(section(page, "pairs"))
+    names = heatmap["x"]
+    assert heatmap["y"] == names and sorted(names) == sorted(["crop", "flip", "color_jitter", "grayscale", "blur"])
+    means = _set_means(scored)["mean"]
+    expected = np.array([[means.get(_key(a, b), math.nan) for b in names] for a in names])
+    assert not np.isnan(expected).any()  # the synthetic study ran every single and every pair
+    np.testing.assert_allclose(np.asarray(heatmap["z"], dtype=float), expected, rtol=1e-12)
+
+
+def test_pairs_finding_names_the_best_pair_with_its_mean_and_its_gain_over_the_better_single(page, scored):
+    stats = _set_means(scored)
+    pairs = stats[stats.index.str.count(",") == 1]
+    best = pairs["mean"].idxmax()
+    a, b = sorted(best.split(","), key=["crop", "flip", "color_jitter", "grayscale", "blur"].index)  # paper order
+    singles = {n: stats.loc[n, "mean"] for n in (a, b)}
+    alone = max(singles, key=singles.get)
+    gap = pairs.loc[best, "mean"] - singles[alone]
+    n = int(pairs.loc[best, "count"])
+    assert finding(page, "pairs") == (
+        f"{a} + {b} is the best pair: {pairs.loc[best, 'mean']:.3f} ± {pairs.loc[best, 'std']:.3f} knn_top1 over "
+        f"{n} trials, {abs(gap):.3f} {'better' if gap > 0 else 'worse'} than {alone} alone.")
