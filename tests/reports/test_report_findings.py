@@ -148,3 +148,53 @@ def test_pairs_finding_names_the_best_pair_with_its_mean_and_its_gain_over_the_b
     assert finding(page, "pairs") == (
         f"{a} + {b} is the best pair: {pairs.loc[best, 'mean']:.3f} ± {pairs.loc[best, 'std']:.3f} knn_top1 over "
         f"{n} trials, {abs(gap):.3f} {'better' if gap > 0 else 'worse'} than {alone} alone.")
+
+
+# -- loss and projection head: generic categorical sections ---------------------------------------
+
+LOSS_EFFECT = {"nt_xent": 0.10, "nt_logistic": 0.04, "margin_triplet": 0.0}
+HEAD_EFFECT = {"nonlinear": 0.08, "linear": 0.03, "none": 0.0}
+PROJECTION_DIMS = (64, 128, 256)  # no effect
+
+
+@pytest.fixture(scope="module")
+def loss_head_study(tmp_path_factory) -> tuple[str, list[dict]]:
+    rng = np.random.default_rng(7)
+    rows = []
+    for loss, head, dim in itertools.product(LOSS_EFFECT, HEAD_EFFECT, PROJECTION_DIMS):
+        for seed in range(2):
+            rows.append({"config_id": f"{loss}-{head}-{dim}", "seed": seed, "param.loss": loss, "param.head": head,
+                         "param.projection_dim": dim,
+                         "best.knn_top1": 0.5 + LOSS_EFFECT[loss] + HEAD_EFFECT[head] + rng.normal(0, 0.01)})
+    folder = tmp_path_factory.mktemp("loss-head")
+    (folder / "study.yaml").write_text(yaml.safe_dump({"name": "heads", "metric": "knn_top1", "method": "grid"}))
+    StudyTables(folder).upsert_trials([{"trial_id": f"t{i:03d}", "status": "completed", **r} for i, r in enumerate(rows)])
+    return build_report(folder).read_text(), rows
+
+
+@pytest.mark.parametrize(("column", "section_id", "best", "worst"), [
+    ("param.loss", "choice-loss", "nt_xent", "margin_triplet"),
+    ("param.head", "choice-head", "nonlinear", "none"),
+])
+def test_loss_and_head_sections_name_the_best_and_worst_choice_with_their_means(
+        loss_head_study, column, section_id, best, worst):
+    page, rows = loss_head_study
+    frame = pd.DataFrame(rows)
+    configs = frame.groupby("config_id").agg(mean=("best.knn_top1", "mean"), level=(column, "first"))
+    levels = configs.groupby("level")["mean"].agg(["mean", "count"])  # a level's mean over its configurations
+    label = column.removeprefix("param.")
+    text = finding(page, section_id)
+    assert text.startswith(f"{best} is best ({levels.loc[best, 'mean']:.3f} knn_top1, {levels.loc[best, 'count']} "
+                           f"configs) and {worst} worst ({levels.loc[worst, 'mean']:.3f}); {label} matters (p = ")
+    assert float(text.split("(p = ")[1].removesuffix(").")) < 0.05
+
+
+def test_an_unimportant_projection_dim_gets_its_section_and_no_verdict_that_it_matters(loss_head_study):
+    page, rows = loss_head_study
+    frame = pd.DataFrame(rows)
+    levels = frame.groupby("config_id").agg(mean=("best.knn_top1", "mean"), dim=("param.projection_dim", "first")) \
+        .groupby("dim")["mean"].mean().sort_values(ascending=False)
+    text = finding(page, "choice-projection_dim")
+    assert text.startswith(f"{levels.index[0]} is best ({levels.iloc[0]:.3f} knn_top1, 9 configs) and "
+                           f"{levels.index[-1]} worst ({levels.iloc[-1]:.3f}); projection_dim makes no significant "
+                           "difference (p = ")
