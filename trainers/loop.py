@@ -4,6 +4,10 @@ Epochs count from 1. After each epoch rank 0 calls ``on_epoch(epoch, metrics, sa
 writes the whole state so that ``fit(cfg, resume_from=path)`` continues bit-exactly (on the CPU).
 The order of the data and the augmentations of epoch e come from generators seeded by
 (seed, e, rank), so a resumed epoch draws exactly what the uninterrupted one would have.
+
+The step (``make_step``: two views, forward, loss, backward, optimiser step) never waits for the
+device: the epoch's loss is summed on the device and read back, to detect a diverged run, only
+every ``CHECK_EVERY`` steps and at the epoch's end.
 """
 
 from __future__ import annotations
@@ -31,17 +35,26 @@ from trainers.probes import linear_r2, linear_top1
 from trainers.state import check_same_run, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 EpochHook = Callable[[int, dict[str, float], Callable[[Path], None]], None]
+# on_step(epoch, step, steps_per_epoch, loss): step counts from 1; loss is the epoch's mean loss at
+# the last check (None before this epoch's first), so the hook never makes the device synchronise.
+StepHook = Callable[[int, int, int, "float | None"], None]
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+# Steps between two reads of the loss (a device -> host synchronisation, plus an all_reduce under
+# DDP). A diverged run stops at the first check after its loss stops being finite: at most
+# CHECK_EVERY - 1 wasted steps, and never later than the end of that epoch.
+CHECK_EVERY = 16
+
 
 def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
-        resume_from: str | Path | None = None) -> dict[str, Any]:
+        resume_from: str | Path | None = None, *, on_step: StepHook | None = None) -> dict[str, Any]:
     """Train SimCLR as ``cfg`` says; returns ``{"status", "epochs_run", "metrics"}``.
 
     ``status`` is ``completed``, or ``diverged`` when the loss became NaN/inf (the run stops in that
-    epoch; its hook call has ``loss = nan``). Under an initialised process group the model is wrapped
-    in DDP, ``batch_size`` is the global batch (split evenly over ranks) and only rank 0 calls the hook.
+    epoch, within ``CHECK_EVERY`` steps; its hook call has ``loss = nan``). ``on_step`` (a progress
+    bar) is called after every step. Under an initialised process group the model is wrapped in DDP,
+    ``batch_size`` is the global batch (split evenly over ranks) and only rank 0 calls the hooks.
     """
     device = resolve_device(cfg.device)
     rank, world = distributed.rank_and_world()
@@ -60,7 +73,8 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
     if steps_per_epoch == 0:
         raise ConfigError("batch_size", f"must be <= the {len(feeder)} pre-training images of "
                                         f"{cfg.dataset} (got {cfg.batch_size})")
-    augment = build_pipeline(cfg.augmentations, image_size=data.image_size, **cfg.pipeline_params())
+    augment = build_pipeline(cfg.augmentations, image_size=data.image_size,
+                             compile=compiles_augmentation(cfg, device), **cfg.pipeline_params())
 
     # Model: f and g; DDP (with global BN if asked) under a process group; compiled if asked.
     torch.manual_seed(cfg.seed)
@@ -75,16 +89,14 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
     if cfg.compile:
         net = torch.compile(net)
 
-    # Optimiser, schedule, loss, precision.
+    # Optimiser, schedule, precision, the step.
     peak_lr = LR_SCALINGS[cfg.lr_scaling](cfg.lr, cfg.batch_size)
     optimizer = build_optimizer(model, name=cfg.optimizer, lr=peak_lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     schedule = partial(lr_at, peak_lr=peak_lr, warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
                        total_steps=cfg.epochs * steps_per_epoch, schedule=cfg.schedule)
-    loss_fn = partial(contrastive_loss, loss=cfg.loss, temperature=cfg.temperature, similarity=cfg.similarity,
-                      hidden_norm=cfg.hidden_norm, margin=cfg.margin, semi_hard=cfg.semi_hard)
-    amp_dtype = AMP_DTYPES[cfg.precision]
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    step = make_step(cfg, net, optimizer, scaler, augment, device)
 
     start_epoch, metrics = 0, {}
     if resume_from is not None:
@@ -102,28 +114,23 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
         augment_gen = _generator(cfg.seed, epoch, stream=1 + rank, device=device)
         model.train()
         t0 = time.perf_counter()
-        loss_sum, steps, lr = 0.0, 0, 0.0
+        loss_sum, mean_loss, steps, lr = torch.zeros((), device=device), None, 0, 0.0
         for i, batch in enumerate(feeder.batches(cfg.batch_size, order_gen)):
             lr = schedule((epoch - 1) * steps_per_epoch + i)
             set_lr(optimizer, lr)
-            images = batch[rank * local_batch:(rank + 1) * local_batch]
-            x = torch.cat([augment(images, augment_gen), augment(images, augment_gen)])
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                _, z = net(x.contiguous(memory_format=memory_format))
-            loss = loss_fn(*z.chunk(2))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step_loss = _global_mean(loss.detach(), world)
+            loss_sum += step(batch[rank * local_batch:(rank + 1) * local_batch], augment_gen).float()
             steps += 1
-            if not math.isfinite(step_loss):
-                status = "diverged"
+            if steps % CHECK_EVERY == 0 or steps == steps_per_epoch:
+                mean_loss = _global_sum(loss_sum, world) / (world * steps)
+                if not math.isfinite(mean_loss):
+                    status = "diverged"
+            if rank == 0 and on_step is not None:
+                on_step(epoch, steps, steps_per_epoch, mean_loss if status == "completed" else math.nan)
+            if status != "completed":
                 break
-            loss_sum += step_loss
         train_time = time.perf_counter() - t0
 
-        metrics = {"epoch": float(epoch), "loss": loss_sum / steps if status == "completed" else math.nan,
+        metrics = {"epoch": float(epoch), "loss": mean_loss if status == "completed" else math.nan,
                    "lr": float(lr), "images_per_s": steps * cfg.batch_size / train_time}
         if rank == 0 and status == "completed" and _evaluates(cfg, epoch):
             metrics.update(evaluate(model, data, cfg, device, last=epoch == cfg.epochs))
@@ -134,6 +141,52 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
         if status != "completed":
             break
     return {"status": status, "epochs_run": epoch, "metrics": metrics}
+
+
+def make_step(cfg: TrainConfig, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+              scaler: torch.amp.GradScaler, augment: Callable[[Tensor, torch.Generator], Tensor],
+              device: torch.device) -> Callable[[Tensor, torch.Generator], Tensor]:
+    """``fit``'s training step: ``step(images, generator) -> loss`` (detached, still on the device).
+
+    ``images`` is this rank's uint8 batch; ``augment`` draws two views of it from ``generator``; the
+    model runs under autocast at ``cfg.precision``; backward and the optimiser step go through
+    ``scaler`` (a no-op unless fp16). Nothing here waits for the device. The learning rate is the
+    caller's (``set_lr``).
+    """
+    update = make_update(cfg, net, optimizer, scaler, device)
+
+    def step(images: Tensor, generator: torch.Generator) -> Tensor:
+        return update(torch.cat([augment(images, generator), augment(images, generator)]))
+
+    return step
+
+
+def make_update(cfg: TrainConfig, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler, device: torch.device) -> Callable[[Tensor], Tensor]:
+    """The part of ``make_step`` after the augmentation: ``update(views) -> loss`` on the 2B views
+    (first view of every image, then the second): forward, contrastive loss, backward, step."""
+    loss_fn = partial(contrastive_loss, loss=cfg.loss, temperature=cfg.temperature, similarity=cfg.similarity,
+                      hidden_norm=cfg.hidden_norm, margin=cfg.margin, semi_hard=cfg.semi_hard)
+    amp_dtype = AMP_DTYPES[cfg.precision]
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+    def update(views: Tensor) -> Tensor:
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            _, z = net(views.contiguous(memory_format=memory_format))
+        loss = loss_fn(*z.chunk(2))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return loss.detach()
+
+    return update
+
+
+def compiles_augmentation(cfg: TrainConfig, device: torch.device) -> bool:
+    """``cfg.compile`` compiles the augmentation's deterministic half too, but on CUDA only: on the
+    CPU inductor ran it slower than eager and took ~30 s to build (see ``build_pipeline``)."""
+    return cfg.compile and device.type == "cuda"
 
 
 def evaluate(model: SimCLRModel, data: DataSplits, cfg: TrainConfig, device: torch.device, *,
@@ -184,12 +237,11 @@ def _generator(seed: int, epoch: int, *, stream: int, device: torch.device) -> t
     return torch.Generator(device=device).manual_seed(((seed * 1_000_003 + epoch) * 1_000_033 + stream) % 2**63)
 
 
-def _global_mean(value: Tensor, world: int) -> float:
-    # All ranks see the same mean loss, so they stop together when it stops being finite.
+def _global_sum(value: Tensor, world: int) -> float:
+    # All ranks read the same sum, so they stop together when it stops being finite.
     if world > 1:
-        value = value.float().clone()
+        value = value.clone()
         torch.distributed.all_reduce(value)
-        value /= world
     return float(value)
 
 

@@ -5,17 +5,17 @@ import math
 import pytest
 import torch
 
-from trainers import ConfigError, TrainConfig, fit
+from trainers import ConfigError, TrainConfig, fit, loop
 
 
 TINY = dict(dataset="shapes", dataset_size=64, backbone="convnet", projection_dim=16, projection_hidden_dim=32,
             epochs=2, batch_size=32, lr=1e-3, eval_every=1, knn_k=5, augmentations="crop,flip")
 
 
-def _run(**overrides):
+def _run(on_step=None, **overrides):
     calls = []
     summary = fit(TrainConfig.from_dict({**TINY, **overrides}),
-                  on_epoch=lambda epoch, metrics, save: calls.append((epoch, metrics)))
+                  on_epoch=lambda epoch, metrics, save: calls.append((epoch, metrics)), on_step=on_step)
     return summary, calls
 
 
@@ -48,6 +48,60 @@ def test_absurd_learning_rate_diverges_within_one_epoch():
     assert summary["status"] == "diverged"
     assert summary["epochs_run"] == 1
     assert len(calls) == 1 and math.isnan(calls[0][1]["loss"])
+
+
+def _steps_until_stopped(**overrides):
+    steps = []
+    summary, calls = _run(on_step=lambda epoch, step, per_epoch, loss: steps.append((epoch, step, loss)), **overrides)
+    return summary, calls, steps
+
+
+def test_diverged_run_stops_at_the_first_check_after_the_loss_stops_being_finite(monkeypatch):
+    # 128 images / batch 4 = 32 steps per epoch, two checks (CHECK_EVERY = 16).
+    absurd = dict(epochs=5, optimizer="sgd", lr=1e30, head="none", dataset_size=128, batch_size=4)
+    assert loop.CHECK_EVERY == 16
+    monkeypatch.setattr(loop, "CHECK_EVERY", 1)  # reads every step: finds the first non-finite loss
+    _, _, every = _steps_until_stopped(**absurd)
+    first_bad = len(every)
+    assert every[-1][1] == first_bad and math.isnan(every[-1][2])
+    monkeypatch.undo()
+
+    summary, calls, steps = _steps_until_stopped(**absurd)
+    assert summary["status"] == "diverged" and summary["epochs_run"] == 1
+    assert len(calls) == 1 and math.isnan(calls[0][1]["loss"])
+    assert first_bad < 16 and len(steps) == 16  # not the 32 of the whole epoch
+    assert [s for _, s, _ in steps] == list(range(1, 17)) and math.isnan(steps[-1][2])
+    assert all(loss is None for _, _, loss in steps[:-1])  # nothing read back before the check
+
+
+def test_on_step_is_called_after_every_step_with_the_last_checked_loss():
+    steps = []
+    # 64 images / batch 4 = 16 steps per epoch: checked at step 16 only.
+    summary, calls = _run(on_step=lambda *args: steps.append(args), batch_size=4, epochs=2)
+    assert [(e, s, n) for e, s, n, _ in steps] == [(e, s, 16) for e in (1, 2) for s in range(1, 17)]
+    losses = [loss for *_, loss in steps]
+    assert losses[:15] == [None] * 15 and losses[16:31] == [None] * 15
+    assert losses[15] == calls[0][1]["loss"] and losses[31] == calls[1][1]["loss"] == summary["metrics"]["loss"]
+
+
+def test_the_epoch_loss_is_the_mean_of_the_step_losses(monkeypatch):
+    seen = []
+    real = loop.make_step
+
+    def recording(*args, **kwargs):
+        step = real(*args, **kwargs)
+        return lambda images, generator: seen.append(step(images, generator)) or seen[-1]
+
+    monkeypatch.setattr(loop, "make_step", recording)
+    _, calls = _run(batch_size=8, epochs=1)  # 8 steps
+    assert len(seen) == 8
+    assert calls[0][1]["loss"] == pytest.approx(sum(float(x) for x in seen) / 8, rel=1e-6)
+
+
+def test_compile_compiles_the_augmentation_on_cuda_only():
+    assert loop.compiles_augmentation(TrainConfig(compile=True), torch.device("cuda", 0)) is True
+    assert loop.compiles_augmentation(TrainConfig(compile=True), torch.device("cpu")) is False
+    assert loop.compiles_augmentation(TrainConfig(compile=False), torch.device("cuda", 0)) is False
 
 
 def test_batch_larger_than_the_data_set_is_a_config_error():
