@@ -21,7 +21,7 @@ parameter                  default      meaning
 color_jitter_strength      1.0          s: brightness/contrast/saturation 0.8s, hue 0.2s
 color_jitter_p             0.8          probability that colour jitter is applied
 crop_scale                 (0.08, 1.0)  area fraction range of the random resized crop
-crop_ratio                 (3/4, 4/3)   aspect ratio range (log-uniform)
+crop_ratio                 (3/4, 4/3)   aspect ratio range (drawn log-uniform; misfits redrawn)
 crop_interpolation         "bilinear"   "bilinear" or "bicubic" (antialiased, as v2's)
 flip_p                     0.5          probability of a horizontal flip
 grayscale_p                0.2          probability of converting to grey

@@ -2,6 +2,7 @@
 parameters, and draws its parameters with the declared distribution."""
 import math
 
+import numpy as np
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -80,6 +81,39 @@ def test_crop_area_fraction_mean_matches_the_analytic_value():
     # Rejection of large, elongated boxes makes small crops more frequent than 0.22 / 0.92;
     # sd of the rate ~ 0.0022.
     assert abs((area < 0.3).double().mean().item() - p_small) < 0.012
+
+
+def _accepted_log_ratio_cdf(height, width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    """CDF of log(w / h) of the crops _crop_params accepts, in float64.
+
+    Each try draws the area fraction A ~ U(scale) and l = log r ~ U(log ratio) independently, and
+    the first try whose box fits is taken: so an accepted crop is one try conditioned on fitting.
+    With rho = width / height, w = sqrt(A H W r) <= W and h = sqrt(A H W / r) <= H hold iff
+    A <= exp(-|l - log rho|): the accepted l has density proportional to
+    P(fit | l) = clip((min(exp(-|l - log rho|), b) - a) / (b - a), 0, 1) on (log r0, log r1):
+    log-uniform only where every drawn box fits (b <= exp(-|l - log rho|) for every l)."""
+    a, b = scale
+    lo, hi = math.log(ratio[0]), math.log(ratio[1])
+    grid = np.linspace(lo, hi, 200_001)
+    fit = np.clip((np.minimum(np.exp(-np.abs(grid - math.log(width / height))), b) - a) / (b - a), 0, 1)
+    cdf = np.concatenate([[0.0], np.cumsum((fit[1:] + fit[:-1]) / 2)])
+    return lambda v: np.interp(v, grid, cdf / cdf[-1])
+
+
+@pytest.mark.parametrize("height, width", [(4096, 4096), (3072, 4096)])
+def test_crop_aspect_ratio_of_accepted_crops_has_the_sampler_distribution(height, width):
+    from scipy.stats import kstest
+
+    # A large image makes the rounding of boxes to whole pixels negligible (< 1.2e-3 in log ratio).
+    p = A._crop_params((20_000, 3, height, width), _gen(8), torch.device("cpu"))
+    accepted = ~((p["height"] == height) & (p["width"] == width))  # the fallback is the whole image
+    assert accepted.double().mean() > 0.999
+    log_ratio = torch.log(p["width"][accepted].double() / p["height"][accepted].double()).numpy()
+    # A false alarm once in 1000 seeds (the seed is fixed).
+    assert kstest(log_ratio, _accepted_log_ratio_cdf(height, width)).pvalue > 1e-3
+    # The same sample is far from log-uniform: the test can tell the two apart.
+    lo, hi = math.log(3 / 4), math.log(4 / 3)
+    assert kstest(log_ratio, "uniform", args=(lo, hi - lo)).pvalue < 1e-6
 
 
 # --- flip ------------------------------------------------------------------------------------
@@ -195,6 +229,16 @@ def test_blur_rate_and_sigma_distribution():
     sigma = p["sigma"]
     assert sigma.min() >= 0.1 and sigma.max() <= 2.0
     assert abs(sigma.mean().item() - 1.05) < 0.02  # uniform on (0.1, 2): sd of mean 0.004
+
+
+def test_blur_sigma_is_uniform_on_the_declared_range():
+    from scipy.stats import kstest
+
+    sigma = A._blur_params((20_000, 3, 1, 1), _gen(9), torch.device("cpu"), sigma=(0.1, 2.0))["sigma"]
+    # Against U(0.1, 2.0); a false alarm once in 1000 seeds (the seed is fixed).
+    assert kstest(sigma.double().numpy(), "uniform", args=(0.1, 1.9)).pvalue > 1e-3
+    # The test has the power to see a range off by 5%.
+    assert kstest(sigma.double().numpy(), "uniform", args=(0.1, 1.8)).pvalue < 1e-6
 
 
 # --- pipeline ----------------------------------------------------------------------------------
