@@ -1,15 +1,18 @@
 """One trainer run without Ray: ``simclr-sweep train CONFIG [--out DIR] [--resume]``, torchrun-able.
 
 Under torchrun (RANK/WORLD_SIZE set) each process joins the group itself (gloo on the CPU, nccl on
-CUDA) and ``fit`` runs DDP. Rank 0 prints a line per epoch, keeps ``DIR/checkpoint.pt`` (the last
+CUDA) and ``fit`` runs DDP. Rank 0 prints a line per epoch (on a terminal, after a live bar of the
+epoch's steps that the line replaces), keeps ``DIR/checkpoint.pt`` (the last
 epoch's whole state) and writes ``DIR/metrics.json`` (status, epochs run, final metrics, config).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,9 @@ from trainers.state import CheckpointError
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
+BAR_WIDTH = 30
+BAR_REDRAW_S = 0.1  # at most ten redraws a second: a fast epoch's thousands of steps stay cheap
+CLEAR_LINE = "\r\x1b[K"
 
 
 class _Loader(yaml.SafeLoader):
@@ -56,11 +62,20 @@ def train_main(config_path: Path, out_dir: Path, resume: bool) -> int:
             where = f" on {world} processes" if world > 1 else ""
             print(f"training {cfg.backbone} on {cfg.dataset} for {cfg.epochs} epochs{where} -> {out_dir}", flush=True)
 
+        live = rank == 0 and sys.stdout.isatty()
+        drawn_at = [-math.inf]
+
+        def on_step(epoch: int, step: int, steps: int, loss: float | None) -> None:
+            now = time.monotonic()
+            if step in (1, steps) or now - drawn_at[0] >= BAR_REDRAW_S:
+                drawn_at[0] = now
+                print(CLEAR_LINE + progress_bar(epoch, cfg.epochs, step, steps, loss), end="", flush=True)
+
         def on_epoch(epoch: int, metrics: dict[str, float], save) -> None:
             save(checkpoint)
-            print(progress_line(epoch, cfg.epochs, metrics), flush=True)
+            print((CLEAR_LINE if live else "") + progress_line(epoch, cfg.epochs, metrics), flush=True)
 
-        summary = fit(cfg, on_epoch=on_epoch, resume_from=resume_from)
+        summary = fit(cfg, on_epoch=on_epoch, resume_from=resume_from, on_step=on_step if live else None)
     except (ConfigError, CheckpointError) as err:
         return _refuse(str(err))
     finally:
@@ -98,6 +113,14 @@ def progress_line(epoch: int, epochs: int, metrics: dict[str, float]) -> str:
             parts.append(f"{name} {metrics[name]:.4f}")
     parts += [f"lr {metrics['lr']:.4g}", f"{metrics['images_per_s']:.0f} img/s", f"{metrics['epoch_time_s']:.1f} s"]
     return "  ".join(parts)
+
+
+def progress_bar(epoch: int, epochs: int, step: int, steps: int, loss: float | None) -> str:
+    """The live line on a terminal: ``epoch 3/8 [#########.....] 120/195  loss 5.2710``; the loss
+    is the last one the trainer read back (``-`` before the epoch's first check)."""
+    done = BAR_WIDTH * step // steps
+    shown = "-" if loss is None else f"{loss:.4f}"
+    return f"epoch {epoch}/{epochs} [{'#' * done}{'.' * (BAR_WIDTH - done)}] {step:>{len(str(steps))}}/{steps}  loss {shown}"
 
 
 def _device_type(device: str) -> str:

@@ -1,5 +1,6 @@
 """train_main: the `simclr-sweep train` command - files written, refusals, SIGKILL and resume, torchrun."""
 
+import io
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from trainers.standalone import train_main
+from trainers.standalone import CLEAR_LINE, progress_bar, train_main
 from trainers.state import load_checkpoint
 
 TINY = dict(dataset_size=48, batch_size=16, epochs=3, projection_dim=8, projection_hidden_dim=16, knn_k=5,
@@ -36,7 +37,10 @@ def _subprocess_train(config: Path, out: Path, resume: bool) -> subprocess.Popen
 def test_a_run_prints_a_line_per_epoch_and_writes_checkpoint_and_metrics(tmp_path, capsys):
     out = tmp_path / "out"
     assert train_main(_config(tmp_path), out, resume=False) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out_text = capsys.readouterr().out
+    lines = out_text.splitlines()
+    assert "\r" not in out_text and "\x1b" not in out_text  # not a terminal: no live bar
+    assert lines[0].startswith("training convnet on shapes for 3 epochs -> ") and len(lines) == 4
     assert [line.split("  ")[0] for line in lines[1:]] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     assert all("knn_top1 " in line and " img/s" in line for line in lines[1:])
     metrics = json.loads((out / "metrics.json").read_text())
@@ -109,7 +113,6 @@ def test_runs_under_torchrun_with_two_gloo_processes(tmp_path):
             f"sys.exit(train_main(Path({str(config)!r}), Path({str(out)!r}), False))")
     script = tmp_path / "run.py"
     script.write_text(code)
-    started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(script)], env=ENV, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -117,7 +120,30 @@ def test_runs_under_torchrun_with_two_gloo_processes(tmp_path):
     assert [line.split("  ")[0] for line in done.stdout.splitlines() if line.startswith("epoch")] == \
         ["epoch 1/2", "epoch 2/2"]
     assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
-    assert time.monotonic() - started < 180
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_a_live_bar_of_the_steps_is_replaced_by_each_epochs_line(tmp_path, monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert train_main(_config(tmp_path, epochs=2), tmp_path / "out", resume=False) == 0
+    text = terminal.getvalue()
+    lines = text.split("\n")
+    assert lines[0].startswith("training ") and lines[-1] == ""
+    for epoch, line in zip((1, 2), lines[1:3]):
+        bars, epoch_line = line.rsplit(CLEAR_LINE, 1)[0], line.rsplit(CLEAR_LINE, 1)[1]
+        assert epoch_line.startswith(f"epoch {epoch}/2  loss ") and " img/s" in epoch_line
+        drawn = bars.split(CLEAR_LINE)[1:]
+        # 48 images / batch 16 = 3 steps: the first and the last are always drawn, the loss read
+        # back at the epoch's end only.
+        assert drawn[0] == progress_bar(epoch, 2, 1, 3, None) == f"epoch {epoch}/2 [" + "#" * 10 + "." * 20 + "] 1/3  loss -"
+        assert drawn[-1].startswith(f"epoch {epoch}/2 [" + "#" * 30 + "] 3/3  loss ") and "loss -" not in drawn[-1]
+        assert epoch_line.split("  ")[1] == drawn[-1].split("  ")[1]  # the same loss
+    assert len(lines) == 4
 
 
 def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
