@@ -189,14 +189,17 @@ def _reconcile_optuna(study: Study, optuna_study, by_config, base_seed: int):
     told = failed = 0
     column = f"last.{study.metric}"
     for ot_trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        key = _config_key(study, ot_trial.params)
+        params = ot_trial.params
+        if not _fully_drawn(study, params):
+            params = _finish_drawing(study, optuna_study, ot_trial)
+        key = _config_key(study, params)
         group = by_config.get(key)
         if key in pending:
             optuna_study.tell(ot_trial.number, state=optuna.trial.TrialState.FAIL)
             failed += 1
             continue
         if not group:
-            params = {k: v for k, v in ot_trial.params.items() if k in study.parameters}
+            params = {k: v for k, v in params.items() if k in study.parameters}
             unstarted.append((ot_trial.number, params))
             pending[key] = PendingTell(number=ot_trial.number, waiting={
                 _suggestion_id(ot_trial.number, i) for i in range(study.seeds)})
@@ -212,6 +215,35 @@ def _reconcile_optuna(study: Study, optuna_study, by_config, base_seed: int):
             _tell(optuna_study, ot_trial.number, values)
             told += 1
     return pending, told, failed, unstarted
+
+
+def _fully_drawn(study: Study, params: dict[str, Any]) -> bool:
+    """Whether a suggestion has a value for every parameter that applies to it (`when` conditions)."""
+    return all(p.name in params for p in study.parameters.values() if p.applies(params))
+
+
+def _finish_drawing(study: Study, optuna_study, ot_trial) -> dict[str, Any]:
+    """Draw the rest of a suggestion the driver was killed while drawing; its parameters.
+
+    Optuna writes a suggestion to the journal in steps (the trial, the grid sampler's grid_id, then
+    one record per parameter), and Tune asks for the next suggestion just as a trial ends, which
+    is when a kill is likely. A suggestion cut short would otherwise run with the trainer's
+    defaults for what it lacks, and a grid sampler would count its grid point as taken: that grid
+    point would never run and another would run twice. The study's own sampler finishes it, as
+    it would have: the grid sampler gives the grid point of the trial's grid_id (assigning one if
+    the kill came before it did), the others draw the missing values.
+    """
+    import optuna
+
+    from simclr_sweep.search import define_by_run, make_sampler
+
+    own = optuna_study.sampler
+    optuna_study.sampler = make_sampler(study)
+    try:
+        define_by_run(study)(optuna.trial.Trial(optuna_study, ot_trial._trial_id))
+    finally:
+        optuna_study.sampler = own
+    return optuna_study._storage.get_trial(ot_trial._trial_id).params
 
 
 def _suggestion_id(number: int, index: int) -> str:

@@ -126,3 +126,36 @@ def test_a_trial_continued_from_its_last_epoch_reports_that_epoch_instead_of_tra
     assert not _report_if_trained(last, 4, report)  # epochs left: train them
     assert not _report_if_trained(None, 3, report)
     assert len(reported) == 1
+
+
+def test_suggestions_cut_short_by_the_kill_are_drawn_to_the_end_on_their_own_grid_points(tmp_path):
+    # Optuna journals a suggestion in steps: the trial, then the grid sampler's grid_id, then each
+    # parameter. A driver killed in between leaves a RUNNING trial with some of them.
+    study = parse_study({"name": "g", "metric": {"name": "knn_top1", "goal": "maximize"}, "method": "grid",
+                         "fixed": {"epochs": 3}, "parameters": {"temperature": {"values": [0.2, 0.5]},
+                                                                "augmentations": {"values": ["crop", "flip"]}}})
+    optuna_study = open_optuna_study(study, open_journal(tmp_path))
+    optuna_study.sampler = make_sampler(study)
+    storage = optuna_study._storage
+    no_grid_id = storage.create_new_trial(optuna_study._study_id)  # killed before the sampler's step
+    no_params = optuna_study.ask()  # grid_id written, no parameter yet
+    some_params = optuna_study.ask()
+    some_params.suggest_categorical("temperature", [0.2, 0.5])  # killed after the first parameter
+    assert "grid_id" not in storage.get_trial(no_grid_id).system_attrs and no_params.params == {}
+
+    plan = plan_resume(study, tmp_path, open_optuna_study(study, open_journal(tmp_path)))
+
+    drawn = [{k: c[k] for k in ("temperature", "augmentations")} for c in plan.continued]
+    assert len(drawn) == 3 and all(c[SUGGESTION] in (0, 1, 2) for c in plan.continued)
+    grid = optuna_study.sampler._all_grids
+    names = optuna_study.sampler._param_names
+    for number, params in zip((c[SUGGESTION] for c in plan.continued), drawn):
+        trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(optuna_study._study_id, number))
+        assert trial.params == params  # written back to the journal
+        assert params == dict(zip(names, grid[trial.system_attrs["grid_id"]]))  # its own grid point
+    assert some_params.params["temperature"] == drawn[2]["temperature"]  # what was drawn is kept
+    assert plan.new_trials == 1
+    last = optuna_study.ask()
+    define_by_run(study)(last)
+    points = {tuple(sorted(p.items())) for p in [*drawn, last.params]}
+    assert len(points) == 4  # the whole grid, nothing twice
