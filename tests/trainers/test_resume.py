@@ -88,3 +88,22 @@ def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"^resume_from: .*epoch1\.pt was written with temperature=0\.5, "
                                               r"this run has temperature=0\.3$"):
         fit(TrainConfig.from_dict({**TINY, "temperature": 0.3}), resume_from=tmp_path / "epoch1.pt")
+
+
+def test_fp16_resume_restores_the_grad_scalers_scale(tmp_path):
+    # On the CPU too, fp16 gradients overflow at GradScaler's initial scale: the scale falls in epoch 1,
+    # so a resume that started again from 65536 would skip steps the uninterrupted run took.
+    cfg = TrainConfig.from_dict({**TINY, "precision": "fp16"})
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    full = fit(cfg, on_epoch=_save_every_epoch(straight))
+    with pytest.raises(_Interrupted):
+        fit(cfg, on_epoch=_save_every_epoch(broken, stop_after=1))
+    initial = torch.amp.GradScaler("cpu").get_scale()
+    assert load_checkpoint(broken / "epoch1.pt")["scaler"]["scale"] < initial == 65536.0
+    resumed = fit(cfg, on_epoch=_save_every_epoch(broken), resume_from=broken / "epoch1.pt")
+
+    assert resumed["metrics"]["loss"] == full["metrics"]["loss"]
+    a, b = load_checkpoint(straight / "epoch3.pt"), load_checkpoint(broken / "epoch3.pt")
+    assert a["scaler"] == b["scaler"]
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
