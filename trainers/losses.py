@@ -94,6 +94,19 @@ def _nt_xent_from_sim(sim: Tensor, self_idx: Tensor, pos_idx: Tensor, *, tempera
     return -(logits[rows, pos_idx] - torch.logsumexp(logits, dim=1)).mean()
 
 
+def _semi_hard_negative(sim: Tensor, negatives: Tensor, s_pos: Tensor) -> Tensor:
+    """Per row, the similarity of its semi-hard negative (FaceNet / tf-addons mining).
+
+    A row's semi-hard negatives are those less similar to it than its positive (``s- < s+``); the
+    one taken is the most similar of them (the hardest that is still easier than the positive). A
+    row with none takes its least similar negative instead. ``s_pos`` is (rows, 1).
+    """
+    below = negatives & (sim < s_pos)
+    hardest_below = sim.masked_fill(~below, float("-inf")).max(1).values
+    easiest = sim.masked_fill(~negatives, float("inf")).min(1).values
+    return torch.where(below.any(1), hardest_below, easiest)
+
+
 def _nt_logistic_from_sim(sim: Tensor, self_idx: Tensor, pos_idx: Tensor, *, temperature: float,
                           margin: float, semi_hard: bool) -> Tensor:
     # One positive against 2N-2 negatives: the two terms get equal weight (the paper re-weights).
@@ -101,7 +114,11 @@ def _nt_logistic_from_sim(sim: Tensor, self_idx: Tensor, pos_idx: Tensor, *, tem
     rows = torch.arange(sim.shape[0], device=sim.device)
     negatives = ~(_one_hot(self_idx, sim.shape[1]) | _one_hot(pos_idx, sim.shape[1]))
     positive_term = -F.logsigmoid(logits[rows, pos_idx])
-    negative_term = -(F.logsigmoid(-logits) * negatives).sum(1) / negatives.sum(1)
+    if semi_hard:
+        chosen = _semi_hard_negative(sim, negatives, sim[rows, pos_idx][:, None])
+        negative_term = -F.logsigmoid(-chosen / temperature)
+    else:
+        negative_term = -(F.logsigmoid(-logits) * negatives).sum(1) / negatives.sum(1)
     return (positive_term + negative_term).mean()
 
 
@@ -113,13 +130,7 @@ def _margin_triplet_from_sim(sim: Tensor, self_idx: Tensor, pos_idx: Tensor, *, 
     if not semi_hard:
         hinge = F.relu(sim - s_pos + margin) * negatives
         return (hinge.sum(1) / negatives.sum(1)).mean()
-    # FaceNet / tf-addons semi-hard mining: per anchor the most similar negative that is still less
-    # similar than the positive; an anchor without one falls back to its least similar negative.
-    below = negatives & (sim < s_pos)
-    hardest_below = sim.masked_fill(~below, float("-inf")).max(1).values
-    easiest = sim.masked_fill(~negatives, float("inf")).min(1).values
-    chosen = torch.where(below.any(1), hardest_below, easiest)
-    return F.relu(chosen - s_pos[:, 0] + margin).mean()
+    return F.relu(_semi_hard_negative(sim, negatives, s_pos) - s_pos[:, 0] + margin).mean()
 
 
 def _one_hot(idx: Tensor, columns: int) -> Tensor:
@@ -149,7 +160,8 @@ def contrastive_loss(
 ) -> Tensor:
     """The objective named ``loss`` of the views ``z1``, ``z2`` (N x D each); a scalar.
 
-    ``margin`` and ``semi_hard`` are margin_triplet's (which ignores ``temperature``); with
+    ``temperature`` is nt_xent's and nt_logistic's (margin_triplet ignores it), ``margin`` is
+    margin_triplet's, ``semi_hard`` nt_logistic's and margin_triplet's (nt_xent ignores both); with
     ``gather`` and an initialised process group, negatives span every rank's rows.
     """
     if loss not in LOSSES:
@@ -179,11 +191,19 @@ def nt_xent(
                             hidden_norm=hidden_norm, gather=gather)
 
 
-def nt_logistic(z1: Tensor, z2: Tensor, *, temperature: float, similarity: str = "cosine",
-                hidden_norm: bool = True, gather: bool = True) -> Tensor:
-    """NT-Logistic: mean over rows of -log sig(s+/t) - mean over negatives of log sig(-s-/t)."""
-    return contrastive_loss(z1, z2, loss="nt_logistic", temperature=temperature, similarity=similarity,
-                            hidden_norm=hidden_norm, gather=gather)
+def nt_logistic(z1: Tensor, z2: Tensor, *, temperature: float, semi_hard: bool = False,
+                similarity: str = "cosine", hidden_norm: bool = True, gather: bool = True) -> Tensor:
+    """NT-Logistic: mean over rows of -log sig(s+/t) - mean over negatives of log sig(-s-/t).
+
+    ``semi_hard`` (the paper's "NT-Logi. (sh)", Table 4): each row's negative term is
+    -log sig(-s-/t) of one negative, chosen as margin_triplet chooses it: among the row's
+    semi-hard negatives, those less similar to it than its positive (s- < s+; with no margin in
+    this loss, the semi-hard set is bounded by the positive alone), the most similar one; a row
+    with no such negative takes its least similar negative. Under DDP the choice is among the
+    negatives of the global batch.
+    """
+    return contrastive_loss(z1, z2, loss="nt_logistic", temperature=temperature, semi_hard=semi_hard,
+                            similarity=similarity, hidden_norm=hidden_norm, gather=gather)
 
 
 def margin_triplet(z1: Tensor, z2: Tensor, *, margin: float, semi_hard: bool = False,

@@ -71,6 +71,23 @@ def _ref_nt_logistic(z1, z2, temperature, similarity, hidden_norm):
     return total / (2 * N)
 
 
+def _ref_nt_logistic_semi_hard(z1, z2, temperature, similarity, hidden_norm, fallbacks=None):
+    """NT-Logi. (sh): per anchor -log sig(s+/t) - log sig(-s/t) of one negative: the most similar of
+    those less similar than the positive, else (none) the least similar negative of all."""
+    sim = _ref_similarity_matrix(_rows(z1, z2), similarity, hidden_norm)
+    sig = lambda x: 1.0 / (1.0 + torch.exp(-x))  # noqa: E731
+    total = 0.0
+    for a in range(2 * N):
+        pos = sim[a][_positive(a)]
+        candidates = sorted((sim[a][b].item(), b) for b in range(2 * N) if b not in (a, _positive(a)))
+        easier = [b for value, b in candidates if value < pos.item()]
+        chosen = easier[-1] if easier else candidates[0][1]
+        if fallbacks is not None:
+            fallbacks.append(not easier)
+        total = total - torch.log(sig(pos / temperature)) - torch.log(sig(-sim[a][chosen] / temperature))
+    return total / (2 * N)
+
+
 def _ref_margin_triplet(z1, z2, margin, semi_hard, similarity, hidden_norm):
     sim = _ref_similarity_matrix(_rows(z1, z2), similarity, hidden_norm)
     total = 0.0
@@ -116,6 +133,28 @@ def test_nt_logistic_matches_float64_reference(similarity, hidden_norm):
     temperature = 0.3 if hidden_norm else 4.0
     _check(lambda a, b: nt_logistic(a, b, temperature=temperature, similarity=similarity, hidden_norm=hidden_norm),
            lambda a, b: _ref_nt_logistic(a, b, temperature, similarity, hidden_norm))
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+@pytest.mark.parametrize("hidden_norm", [True, False])
+def test_nt_logistic_semi_hard_matches_float64_reference(similarity, hidden_norm):
+    temperature = 0.3 if hidden_norm else 4.0
+    fallbacks = []
+    for seed in range(6):
+        _check(lambda a, b: nt_logistic(a, b, temperature=temperature, semi_hard=True, similarity=similarity,
+                                        hidden_norm=hidden_norm),
+               lambda a, b: _ref_nt_logistic_semi_hard(a, b, temperature, similarity, hidden_norm, fallbacks),
+               seed=seed)
+    # Both branches were taken: anchors with a semi-hard negative and anchors without one.
+    assert 0 < sum(fallbacks) < len(fallbacks)
+
+
+def test_semi_hard_changes_nt_logistic_through_contrastive_loss():
+    z1, z2 = _views()
+    plain = contrastive_loss(z1, z2, loss="nt_logistic", temperature=0.5)
+    mined = contrastive_loss(z1, z2, loss="nt_logistic", temperature=0.5, semi_hard=True)
+    assert mined.item() == pytest.approx(_ref_nt_logistic_semi_hard(z1, z2, 0.5, "cosine", True).item(), rel=1e-9)
+    assert abs(mined.item() - plain.item()) > 1e-3
 
 
 @pytest.mark.parametrize("semi_hard", [False, True])
