@@ -56,3 +56,19 @@ def browser():
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory) -> Path:
+    """The synthetic ablation study (30 configurations x 2 seeds, 6 epochs) that content tests read."""
+    from synthetic_study import make_study
+
+    return make_study(tmp_path_factory.mktemp("content") / "ablation", configs=30, seeds=2, epochs=6)
+
+
+@pytest.fixture(scope="session")
+def page(study) -> str:
+    """The report of ``study``, as HTML."""
+    from reports.report import build_report
+
+    return build_report(study).read_text()
