@@ -73,9 +73,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     study_dir = _study_dir(args)
     files = StudyFiles(study_dir)
     with locations.storage_errors(study_dir, "STUDY_DIR"):
-        if not files.is_file("study.yaml"):
-            return _fail(f"{study_dir}: not a study directory (no study.yaml); give the folder `simclr-sweep run` created")
+        # The tables alone are enough (a copy on a laptop); study.yaml only adds the declaration.
         if not files.is_file("tables/trials.parquet"):
+            if not files.is_file("study.yaml"):
+                return _fail(f"{study_dir}: not a study directory (no study.yaml, no tables/trials.parquet); "
+                             "give the folder `simclr-sweep run` created")
             return _fail(f"{study_dir}: no tables/trials.parquet yet; the study has recorded no trial")
         print(build_report(study_dir))
     return 0

@@ -139,6 +139,27 @@ def test_report_ranks_the_best_configuration_first_and_rebuilds_from_tables(fini
     assert _leaderboard_first_config(report.read_text()) == first
 
 
+def test_report_from_a_copy_of_the_tables_alone(finished_study, tmp_path):
+    import shutil
+
+    _, study_dir = finished_study
+    laptop = tmp_path / "copied"
+    shutil.copytree(study_dir / "tables", laptop / "tables")  # no study.yaml, no checkpoints
+    proc = subprocess.run([sys.executable, "-m", "simclr_sweep", "report", str(laptop)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(laptop / "report" / "index.html")
+    page = (laptop / "report" / "index.html").read_text()
+    original = (study_dir / "report" / "index.html").read_text()
+    assert _leaderboard_first_config(page) == _leaderboard_first_config(original)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "simclr_sweep", "report", str(empty)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr == (
+        f"error: {empty}: not a study directory (no study.yaml, no tables/trials.parquet); "
+        "give the folder `simclr-sweep run` created\n")
+
+
 def test_the_reports_best_configuration_is_a_config_the_trainer_takes(finished_study):
     import html
     import re
