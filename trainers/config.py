@@ -103,7 +103,9 @@ class TrainConfig:
         if not isinstance(values, Mapping):
             raise ConfigError("config", f"must be a mapping of field names to values (got {type(values).__name__})")
         names = [f.name for f in dataclasses.fields(cls)]
-        fields, augmentation_params = {}, dict(values.get("augmentation_params") or {})
+        fields, augmentation_params = {}, {}
+        if "augmentation_params" in values:
+            augmentation_params = dict(_augmentation_mapping("augmentation_params", values["augmentation_params"]))
         for key, value in values.items():
             if isinstance(key, str) and "." in key:
                 if key not in AUGMENTATION_OPTIONS:
@@ -143,7 +145,15 @@ class TrainConfig:
 
 
 def _type_name(value: Any) -> str:
-    return f"{value!r}" if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return _shown(value)
+    return type(value).__name__
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """repr, cut to one short line (a YAML value can be any size)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _boolean(field: str, value: Any) -> bool:
@@ -174,7 +184,10 @@ def _number(low: float, *, inclusive: bool, high: float | None = None) -> Callab
     def check(field: str, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(field, f"must be a number (got {_type_name(value)})")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float's range
+            raise ConfigError(field, f"must be finite (got {_type_name(value)})") from None
         if value != value or value in (float("inf"), float("-inf")):
             raise ConfigError(field, f"must be finite (got {value})")
         if value < low or (value == low and not inclusive):
@@ -208,6 +221,8 @@ def _augmentations(field: str, value: Any) -> tuple[str, ...]:
     else:
         raise ConfigError(field, f"must be a list of names or a comma-joined string (got {_type_name(value)})")
     for name in names:
+        if not isinstance(name, str):
+            raise ConfigError(field, f"each entry must be an augmentation name (got {_shown(name)})")
         if name not in AUGMENTATIONS:
             raise ConfigError(field, f"each must be one of {', '.join(PAPER_ORDER)} (got {_type_name(name)})")
     if len(set(names)) != len(names):
@@ -308,11 +323,16 @@ def _augmentation_hint(key: str) -> str:
     return f"did you mean {close[0]!r}?" if close else f"{name} has {', '.join(own)}"
 
 
-def _augmentation_params(field: str, value: Any) -> dict[str, Any]:
+def _augmentation_mapping(field: str, value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(field, f"must be a mapping of <augmentation>.<parameter> to values (got {_type_name(value)})")
+    return value
+
+
+def _augmentation_params(field: str, value: Any) -> dict[str, Any]:
+    value = _augmentation_mapping(field, value)
     out = {}
-    for key in sorted(value):
+    for key in sorted(value, key=str):
         if key not in _AUGMENTATION_RULES:
             raise ConfigError(str(key), f"unknown augmentation parameter; {_augmentation_hint(str(key))}")
         out[key] = _AUGMENTATION_RULES[key](key, value[key])
