@@ -1,6 +1,7 @@
 """StudyTables: atomic, idempotent writes and readers that pandas, polars and duckdb agree on."""
 import datetime as dt
 import math
+import os
 import threading
 
 import duckdb
@@ -8,10 +9,20 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from reports.schema import EPOCH_COLUMNS, METRICS, STATUSES, TRIAL_FIXED_COLUMNS
+from reports.schema import STATUSES
 from reports.tables import StudyTables, flatten_params, summarize_metrics
 
 T0 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+
+# Copied from DESIGN.md ("Metric names" and "Tables"), not from reports.schema: the schema is checked
+# against the design, never against itself.
+DESIGN_METRICS = ["epoch", "loss", "knn_top1", "linear_top1", "linear_r2", "lr", "images_per_s", "epoch_time_s",
+                  "gpu_mem_gb"]
+DESIGN_TRIAL_COLUMNS = ["trial_id", "config_id", "seed", "status",
+                        *[f"{kind}.{m}" for m in DESIGN_METRICS for kind in ("best", "last")],
+                        "epochs_run", "wall_s", "gpu_s", "error", "started_at", "ended_at"]
+DESIGN_EPOCH_COLUMNS = ["trial_id", "epoch", "loss", "knn_top1", "linear_top1", "linear_r2", "lr", "images_per_s",
+                        "epoch_time_s", "gpu_mem_gb"]
 
 
 def _trial(trial_id, **extra):
@@ -27,8 +38,9 @@ def test_trials_table_has_every_fixed_column_and_param_columns(tmp_path):
     tables = StudyTables(tmp_path)
     tables.upsert_trials([_trial("t1")])
     frame = tables.read_trials()
-    assert set(TRIAL_FIXED_COLUMNS) <= set(frame.columns)
-    assert {"param.temperature", "param.augmentations"} <= set(frame.columns)
+    names = pq.read_schema(tmp_path / "tables" / "trials.parquet").names
+    assert list(frame.columns) == names
+    assert sorted(names) == sorted(DESIGN_TRIAL_COLUMNS + ["param.augmentations", "param.temperature"])
     assert frame.loc[0, "param.augmentations"] == "color_jitter,crop"
     assert frame.loc[0, "started_at"] == T0
     assert math.isnan(frame.loc[0, "last.knn_top1"])
@@ -68,14 +80,18 @@ def test_unknown_trial_column_and_status_are_refused(tmp_path):
 def test_failed_write_leaves_previous_file_intact_and_no_temp_files(tmp_path, monkeypatch):
     tables = StudyTables(tmp_path)
     tables.upsert_trials([_trial("t1")])
+    written = []
 
-    def crash(*args, **kwargs):
-        raise OSError("disk full")
+    def crash_on_rename(src, dst):  # the new file is complete beside the old one; the rename fails
+        written.append((src, os.path.getsize(src)))
+        raise OSError("rename failed")
 
-    monkeypatch.setattr(pq, "write_table", crash)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(os, "replace", crash_on_rename)
+    with pytest.raises(OSError, match="rename failed"):
         tables.upsert_trials([_trial("t2")])
     monkeypatch.undo()
+    (temp, size), = written
+    assert size > 0 and not os.path.exists(temp)
     assert list(tables.read_trials()["trial_id"]) == ["t1"]
     assert [p.name for p in (tmp_path / "tables").iterdir()] == ["trials.parquet"]
 
@@ -92,7 +108,9 @@ def test_epoch_replays_are_deduplicated_last_write_wins(tmp_path):
     frame = tables.read_epochs()
     assert list(frame["epoch"]) == [1, 2, 3, 4]
     assert frame.set_index("epoch").loc[3, "knn_top1"] == pytest.approx(0.53)
-    assert list(frame.columns) == list(EPOCH_COLUMNS)
+    assert list(frame.columns) == DESIGN_EPOCH_COLUMNS
+    parts = sorted((tmp_path / "tables" / "epochs").glob("*.parquet"))
+    assert [pq.read_schema(part).names for part in parts] == [DESIGN_EPOCH_COLUMNS] * 2
 
 
 def test_compaction_merges_parts_and_keeps_rows(tmp_path):
@@ -172,7 +190,7 @@ def test_summarize_metrics_follows_goals_and_reports_every_metric():
             {"epoch": 3, "loss": float("nan"), "knn_top1": None},
             {"epoch": 2, "loss": 3.0, "knn_top1": 0.5}]
     summary = summarize_metrics(rows)
-    assert set(summary) == {f"{k}.{m}" for m in METRICS for k in ("best", "last")}
+    assert sorted(summary) == sorted(c for c in DESIGN_TRIAL_COLUMNS if c.startswith(("best.", "last.")))
     assert summary["best.loss"] == 3.0
     assert math.isnan(summary["last.loss"])  # the diverged epoch is the last one
     assert summary["best.knn_top1"] == 0.5 and summary["last.knn_top1"] == 0.5
