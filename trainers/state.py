@@ -11,7 +11,8 @@ import torch
 
 FORMAT = "simclr-sweep-trainer-checkpoint"
 VERSION = 1
-# Fields a resumed run may change without changing what it trains.
+# Fields a resumed run may change without changing what it trains (`epochs` only under a constant
+# schedule: the cosine decay's length follows it, so more epochs would change the steps already taken).
 RESUMABLE_CHANGES = frozenset({"epochs", "eval_every", "device", "linear_eval", "data_root", "download"})
 
 
@@ -60,6 +61,10 @@ def check_same_run(saved: dict[str, Any], current: dict[str, Any], path: str | P
         if saved.get(key) != current.get(key):
             raise CheckpointError(f"resume_from: {path} was written with {key}={saved.get(key)!r}, "
                                   f"this run has {key}={current.get(key)!r}")
+    if saved.get("epochs") != current.get("epochs") and current.get("schedule") != "constant":
+        raise CheckpointError(f"resume_from: {path} was written with epochs={saved.get('epochs')!r}, this run has "
+                              f"epochs={current.get('epochs')!r}; the {current.get('schedule')} schedule's length "
+                              "follows epochs, so only a run with schedule: constant can change them")
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
