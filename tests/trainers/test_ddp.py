@@ -117,6 +117,47 @@ def test_fit_under_ddp_reports_on_rank_zero_only_and_ranks_agree(tmp_path):
     assert r0["loss"] == r1["loss"]  # the logged loss is the global mean
 
 
+def _weights_worker(rank: int, store: str, out_dir: str) -> None:
+    """fit with global_bn on and off; saves this rank's final model (captured as fit builds it)."""
+    import trainers.loop
+
+    _init(rank, store)
+    try:
+        built = []
+        real = trainers.loop.build_model
+        trainers.loop.build_model = lambda cfg: built.append(real(cfg)) or built[-1]
+        results = {}
+        for global_bn in (True, False):
+            cfg = TrainConfig.from_dict(dict(dataset_size=32, batch_size=16, epochs=1, projection_dim=8,
+                                             projection_hidden_dim=16, knn_k=5, augmentations="crop,flip",
+                                             global_bn=global_bn, optimizer="sgd", lr=0.1))
+            fit(cfg)
+            model = built[-1]
+            results[global_bn] = {"state": model.state_dict(),
+                                  "global_bn_layers": sum(isinstance(m, GlobalBatchNorm) for m in model.modules())}
+        torch.save(results, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fit_wraps_the_model_in_ddp_and_makes_batchnorm_global(tmp_path):
+    mp.spawn(_weights_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=WORLD, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD))
+    for global_bn in (True, False):
+        a, b = r0[global_bn]["state"], r1[global_bn]["state"]
+        weights = [name for name in a if "running" not in name and "num_batches" not in name]
+        stats = [name for name in a if "running" in name]
+        assert weights and stats
+        # Each rank trained on its own half of every batch (other images, other augmentations):
+        # the weights agree only because DDP averaged the gradients.
+        for name in weights:
+            assert torch.equal(a[name], b[name]), (global_bn, name)
+        # BN statistics of the last step are each rank's own unless BN is global.
+        same_stats = [torch.equal(a[name], b[name]) for name in stats]
+        assert all(same_stats) if global_bn else not any(same_stats), global_bn
+    assert r0[True]["global_bn_layers"] > 0 and r0[False]["global_bn_layers"] == 0
+
+
 def _uneven_worker(rank: int, store: str, out_dir: str) -> None:
     _init(rank, store)
     try:
