@@ -54,9 +54,14 @@ class TrainConfig:
     stem: str = "cifar"
     width: int = 1
     head: str = "nonlinear"
+    """The projection head g: nonlinear (the paper's MLP), linear, or none (z = h)."""
     head_layers: int = 2
+    """Linear layers of the nonlinear head; linear and none ignore it."""
     projection_dim: int = 128
+    """Size of z, for the nonlinear and linear heads; none ignores it (z is h)."""
     projection_hidden_dim: int = 0
+    """Hidden width of the nonlinear head (0: the representation's size), used when head_layers >= 2;
+    linear and none ignore it."""
     # optimisation
     epochs: int = 8
     batch_size: int = 256
@@ -69,11 +74,18 @@ class TrainConfig:
     momentum: float = 0.9
     # objective
     loss: str = "nt_xent"
+    """nt_xent, nt_logistic or margin_triplet (``trainers.losses``)."""
     temperature: float = 0.5
+    """For nt_xent and nt_logistic; margin_triplet ignores it."""
     similarity: str = "cosine"
+    """Similarity of two projections, for every loss."""
     hidden_norm: bool = True
+    """l2-normalise z before the similarity, for every loss (cosine normalises anyway)."""
     margin: float = 1.0
+    """For margin_triplet; nt_xent and nt_logistic ignore it."""
     semi_hard: bool = False
+    """Semi-hard negative mining, for nt_logistic and margin_triplet (the paper's "(sh)" rows);
+    nt_xent ignores it."""
     # augmentation
     augmentations: tuple[str, ...] = SIMCLR_AUGMENTATIONS
     augmentation_params: Mapping[str, Any] = field(default_factory=dict)  # "<augmentation>.<parameter>" -> value
@@ -83,6 +95,9 @@ class TrainConfig:
     precision: str = "fp32"
     channels_last: bool = True
     compile: bool = False
+    """Run the model through ``torch.compile``. On a CUDA device the augmentation pipeline's
+    deterministic half is compiled too; on the CPU only the model is (inductor was slower than eager
+    there for the augmentations)."""
     global_bn: bool = True
     # evaluation
     eval_every: int = 1

@@ -160,3 +160,16 @@ def test_augmentation_parameters_change_the_views():
 ])
 def test_bad_augmentation_parameters_are_refused_in_one_line(values, expected):
     assert _error(values) == expected
+
+
+@pytest.mark.parametrize("values", [
+    {"loss": "nt_xent", "margin": 0.3},
+    {"loss": "nt_xent", "semi_hard": True},
+    {"loss": "margin_triplet", "temperature": 0.1},
+    {"head": "none", "head_layers": 4, "projection_dim": 64, "projection_hidden_dim": 512},
+    {"head": "linear", "head_layers": 3, "projection_hidden_dim": 256},
+])
+def test_fields_another_loss_or_head_ignores_are_kept_not_refused(values):
+    # A study searches loss or head with these fixed: a refusal would fail whole cells of its grid.
+    cfg = TrainConfig.from_dict(values)
+    assert {k: getattr(cfg, k) for k in values} == values
