@@ -1,6 +1,8 @@
 """How the report scales: synthetic tables of 1,000 trials x 100 epochs, built on one core.
 
 Prints a table and writes benchmarks/results/report_scale.json. Targets: build < 5 s, page < 10 MB.
+The build time is the median of the repeats; the first build is reported too, as it also pays for
+importing optuna and scikit-learn (parameter importance by fANOVA, on a seeded sample of 300 trials).
 Baselines measured in the same run: reading the tables alone, and plotly's plain route for the
 learning curves (one trace per trial with every epoch, ``to_html`` with plotly.js inlined).
 
@@ -17,6 +19,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -37,14 +40,14 @@ TARGET_S = 5.0
 TARGET_MB = 10.0
 
 
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Median wall time of ``repeats`` calls, and the last call's result."""
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float, object]:
+    """Median wall time of ``repeats`` calls, the first call's time, and the last call's result."""
     times, result = [], None
     for _ in range(repeats):
         start = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+    return statistics.median(times), times[0], result
 
 
 def plain_plotly_curves(study_dir: Path, out: Path) -> Path:
@@ -75,9 +78,10 @@ def main() -> None:
                    name="report-scale", statuses=statuses)
         generate_s = time.perf_counter() - start
         tables = StudyTables(study)
-        read_s, _ = timed(lambda: (tables.read_trials(), tables.read_epochs()), args.repeats)
-        build_s, page = timed(lambda: build_report(study), args.repeats)
-        plain_s, plain = timed(lambda: plain_plotly_curves(study, Path(tmp) / "plain.html"), args.repeats)
+        read_s, _, _ = timed(lambda: (tables.read_trials(), tables.read_epochs()), args.repeats)
+        build_s, first_build_s, page = timed(lambda: build_report(study), args.repeats)
+        plain_s, _, plain = timed(lambda: plain_plotly_curves(study, Path(tmp) / "plain.html"), args.repeats)
+        importance = re.search(r"Estimated by (.*?); ", page.read_text()).group(1)
         rows = len(tables.read_epochs())
         result = {
             "trials": args.trials, "epochs": args.epochs, "epoch_rows": rows, "repeats": args.repeats,
@@ -86,9 +90,11 @@ def main() -> None:
             "baseline_plain_plotly_curves_s": round(plain_s, 3),
             "baseline_plain_plotly_curves_mb": round(plain.stat().st_size / 1e6, 2),
             "build_report_s": round(build_s, 3),
+            "first_build_report_s": round(first_build_s, 3),
+            "importance_method": importance,
             "report_mb": round(page.stat().st_size / 1e6, 2),
             "target_build_s": TARGET_S, "target_mb": TARGET_MB,
-            "meets_targets": build_s < TARGET_S and page.stat().st_size / 1e6 < TARGET_MB,
+            "meets_targets": max(build_s, first_build_s) < TARGET_S and page.stat().st_size / 1e6 < TARGET_MB,
             "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine(),
                         "cores_used": 1},
         }
@@ -106,6 +112,8 @@ def _print_table(r: dict) -> None:
     print(f"{'baseline: plain plotly curves (1 trace/trial)':<46}{r['baseline_plain_plotly_curves_s']:>10.3f}"
           f"{r['baseline_plain_plotly_curves_mb']:>8.2f}")
     print(f"{'build_report (whole page)':<46}{r['build_report_s']:>10.3f}{r['report_mb']:>8.2f}")
+    print(f"{'build_report, first call (imports optuna)':<46}{r['first_build_report_s']:>10.3f}{'':>8}")
+    print(f"parameter importance: {r['importance_method']}")
     print(f"targets: < {r['target_build_s']} s, < {r['target_mb']} MB -> "
           f"{'met' if r['meets_targets'] else 'NOT met'}")
 

@@ -1,6 +1,6 @@
-"""Which parameters explain the score: Optuna's fANOVA when optuna is installed (for 20 to 300
-trials), else the share of variance each parameter explains on its own (eta squared, numeric
-parameters binned by quantile)."""
+"""Which parameters explain the score: Optuna's fANOVA when optuna is installed (from 20 trials on;
+above 300, on a seeded random sample of 300 of them), else the share of variance each parameter
+explains on its own (eta squared, numeric parameters binned by quantile)."""
 from __future__ import annotations
 
 import math
@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-# fANOVA's forest grows with the number of trials; above this many, the fast estimate is used
-# so that a report of a huge study still builds in seconds.
+# fANOVA's forest grows with the number of trials; above this many it is fitted on a random sample
+# of this size (seeded), so that a report of a huge study still builds in seconds.
 FANOVA_MAX_TRIALS = 300
+FANOVA_SAMPLE_SEED = 0
+FANOVA = "fANOVA (optuna.importance)"
 # Below this many, a random forest over the trials says no more than the variance shares, and
 # importing optuna + scikit-learn would double a small report's build time.
 FANOVA_MIN_TRIALS = 20
@@ -20,10 +22,12 @@ _BINS = 5
 
 @dataclass(frozen=True)
 class Importance:
-    """Importance per feature (summing to 1) and how it was estimated."""
+    """Importance per feature (summing to 1) and how it was estimated; ``sampled_from`` is the
+    number of scored trials when fANOVA saw only a random FANOVA_MAX_TRIALS of them."""
 
     values: dict[str, float]
     method: str
+    sampled_from: int | None = None
 
 
 def parameter_importance(features: pd.DataFrame, score: pd.Series) -> Importance | None:
@@ -36,14 +40,21 @@ def parameter_importance(features: pd.DataFrame, score: pd.Series) -> Importance
     if len(varying) < 2 or len(score) < 4 or float(np.var(score)) == 0.0:
         return None
     features = features[varying]
-    if FANOVA_MIN_TRIALS <= len(score) <= FANOVA_MAX_TRIALS:
-        result = _fanova(features, score)
-        if result is not None:
-            return result
-    return _eta_squared(features, score)
+    if len(score) < FANOVA_MIN_TRIALS:
+        return _eta_squared(features, score)
+    if len(score) <= FANOVA_MAX_TRIALS:
+        values = _fanova(features, score)
+        return _eta_squared(features, score) if values is None else Importance(values, FANOVA)
+    rng = np.random.default_rng(FANOVA_SAMPLE_SEED)
+    rows = np.sort(rng.choice(len(score), FANOVA_MAX_TRIALS, replace=False))
+    values = _fanova(features.iloc[rows], score.iloc[rows])
+    if values is None:
+        return _eta_squared(features, score)
+    return Importance(values, f"{FANOVA} on a seeded random sample of {FANOVA_MAX_TRIALS} of the {len(score)} "
+                              "scored trials", sampled_from=len(score))
 
 
-def _fanova(features: pd.DataFrame, score: pd.Series) -> Importance | None:
+def _fanova(features: pd.DataFrame, score: pd.Series) -> dict[str, float] | None:
     try:
         import optuna
         from optuna.importance import FanovaImportanceEvaluator, get_param_importances
@@ -65,7 +76,7 @@ def _fanova(features: pd.DataFrame, score: pd.Series) -> Importance | None:
         values = get_param_importances(study, evaluator=FanovaImportanceEvaluator(n_trees=32, seed=0))
     except Exception:  # optional refinement: whatever fANOVA trips on, the fast estimate stands in
         return None
-    return Importance(_normalised(values), "fANOVA (optuna.importance)")
+    return _normalised(values)
 
 
 def _distribution(optuna_module, column: pd.Series):

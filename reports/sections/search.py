@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.importance import parameter_importance
+from reports.importance import FANOVA_MAX_TRIALS, parameter_importance
 from reports.page import GOOD, STATUS_COLOURS, Section, esc, figure_html, show, style
 from reports.stats import pareto_front, spans_decades
 from reports.study_data import StudyData, is_categorical
@@ -71,6 +71,8 @@ def importance_section(data: StudyData) -> Section | None:
         finding += f"; {len(minor)} of {len(names)} explain under 5% each"
     if len(data.scored) < 10:
         finding += f" (from only {len(data.scored)} trials: a rough estimate)"
+    if importance.sampled_from:
+        finding += f" (fANOVA on a random {FANOVA_MAX_TRIALS} of the {importance.sampled_from} scored trials)"
     return Section("importance", "Parameter importance", finding + ".", [figure_html(fig)],
                    f"Estimated by {importance.method}; +name columns are an augmentation's presence.")
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 from report_html import finding, section, traces
+from synthetic_study import make_study
 
 from reports.report import build_report
 from reports.sections.augmentations import Effect, _effects_finding
@@ -392,3 +393,34 @@ def test_failures_finding_counts_bad_trials_and_quotes_the_commonest_error(page,
     assert finding(page, "failures") == (
         f"{len(failed)} failed and {len(diverged)} diverged of {len(trials)} trials; the most common error "
         f"({errors.iloc[0]}x) is \"{errors.index[0]}\".")
+
+
+# -- parameter importance above 300 scored trials: fANOVA on a seeded sample ------------------------
+
+
+def test_fanova_sees_a_seeded_sample_of_300_trials_above_that_many(monkeypatch):
+    from reports import importance
+
+    rng = np.random.default_rng(3)
+    n = 420
+    features = pd.DataFrame({"strong": rng.uniform(0, 1, n), "weak": rng.choice(["a", "b", "c"], n)})
+    score = pd.Series(2.0 * features["strong"] + 0.1 * (features["weak"] == "a") + rng.normal(0, 0.05, n))
+    seen = []
+    fanova = importance._fanova
+    monkeypatch.setattr(importance, "_fanova", lambda f, s: seen.append(list(s.index)) or fanova(f, s))
+    first = importance.parameter_importance(features, score)
+    again = importance.parameter_importance(features, score)
+    assert [len(rows) for rows in seen] == [300, 300] and seen[0] == seen[1] and len(set(seen[0])) == 300
+    assert first == again and first.sampled_from == n
+    assert first.method == "fANOVA (optuna.importance) on a seeded random sample of 300 of the 420 scored trials"
+    assert list(first.values) == ["strong", "weak"] and first.values["strong"] > 0.8
+
+
+def test_a_large_studys_importance_finding_says_it_was_sampled(tmp_path):
+    study = make_study(tmp_path / "large", configs=160, seeds=2, epochs=2, statuses=["completed"] * 320)
+    page = build_report(study).read_text()
+    text = finding(page, "importance")
+    assert text.startswith("+crop explains the most variation in knn_top1 (")
+    assert text.endswith("(fANOVA on a random 300 of the 320 scored trials).")
+    assert "Estimated by fANOVA (optuna.importance) on a seeded random sample of 300 of the 320 scored trials" \
+        in section(page, "importance")
