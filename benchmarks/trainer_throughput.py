@@ -1,12 +1,15 @@
 """Trainer throughput: does on-device augmentation keep the accelerator busy?
 
 Measures, in one run, on the same model, batch and precision:
-  (a) the model alone on synthetic tensors (forward + loss + backward + step), eager and compiled;
+  (a) the model alone on synthetic tensors (forward + loss + backward + step: trainers.loop's
+      ``make_update``), eager and compiled;
   (b) the reference pipeline: torchvision v2 transforms (the same SimCLR augmentations) in
-      DataLoader workers over a uint8 in-memory data set, feeding the eager model;
-  (c) our full step: DeviceFeeder + build_pipeline (two views) + model + nt_xent + optimiser, eager
-      and compiled, plus eager with a ``loss.item()`` per step (what a loop that checks the loss
-      every step pays for the synchronisation);
+      DataLoader workers over a uint8 in-memory data set, feeding the same ``make_update``;
+  (c) our full step, the one ``fit`` runs (trainers.loop's ``make_step``, built from a TrainConfig):
+      DeviceFeeder + build_pipeline (two views) + model + nt_xent + LARS, eager and compiled, plus
+      eager with a ``loss.item()`` per step (what a loop that reads the loss every step would pay
+      for the synchronisation; ``fit`` reads it every ``CHECK_EVERY`` steps) and eager with both
+      views drawn in one pipeline call;
   (d) packing: k separate processes sharing the device (as Ray fractional GPUs run trials),
       aggregate images/s and each one's peak device memory.
 Images are counted once per pair of views (a step of batch B is B images, 2B forward passes).
@@ -14,7 +17,11 @@ Images are counted once per pair of views (a step of batch B is B images, 2B for
     python benchmarks/trainer_throughput.py                 # full: ResNet-18 CIFAR stem, batch 512, bf16
     python benchmarks/trainer_throughput.py --smoke --out /tmp/smoke.json   # tiny, CPU, < 60 s
 
-Prints a table and writes JSON to benchmarks/results/<device>-<date>.json (``--out`` to choose).
+Prints a table and writes JSON to benchmarks/results/<device>-<date>.json (``--out`` to choose):
+``model_alone.{eager,compiled}``, ``reference_dataloader``,
+``ours.{eager,eager_item_per_step,eager_one_call,compiled}`` (each with ``images_per_s``,
+``step_ms``, ``peak_mem_gb``), ``ours.step_function`` (the function (c) ran),
+``augment_only.{eager,compiled}``, ``packing.results`` (k = 1, 2, 4), ``ratios``, ``targets``.
 """
 from __future__ import annotations
 
@@ -41,14 +48,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from trainers import loop  # noqa: E402
 from trainers.augment import SIMCLR_AUGMENTATIONS, blur_kernel_size_for, build_pipeline  # noqa: E402
 from trainers.config import TrainConfig  # noqa: E402
 from trainers.feeder import DeviceFeeder  # noqa: E402
-from trainers.losses import nt_xent  # noqa: E402
+from trainers.loop import AMP_DTYPES  # noqa: E402
 from trainers.models import build_model  # noqa: E402
 from trainers.optim import build_optimizer  # noqa: E402
 
-AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 TEMPERATURE = 0.5
 COLOR_JITTER_STRENGTH = 0.5  # SimCLR's CIFAR-10 setting
 
@@ -105,34 +112,39 @@ def _peak_reserved_gb(device: torch.device) -> float:
     return torch.cuda.max_memory_reserved(device) / 1e9 if device.type == "cuda" else 0.0
 
 
-def _model_and_optimizer(setup: Setup, device: torch.device):
-    cfg = TrainConfig.from_dict({"backbone": setup.backbone, "stem": setup.stem, "width": setup.width,
-                                 "batch_size": setup.batch_size, "optimizer": "lars", "lr": 1.0})
+def _config(setup: Setup) -> TrainConfig:
+    """The trial configuration the benchmark's setup stands for (LARS, lr 1.0, SimCLR's augmentations)."""
+    return TrainConfig.from_dict({"backbone": setup.backbone, "stem": setup.stem, "width": setup.width,
+                                  "batch_size": setup.batch_size, "optimizer": "lars", "lr": 1.0,
+                                  "precision": setup.precision, "channels_last": setup.channels_last,
+                                  "temperature": TEMPERATURE, "augmentations": list(SIMCLR_AUGMENTATIONS),
+                                  "color_jitter.strength": COLOR_JITTER_STRENGTH})
+
+
+@dataclass
+class _Trainer:
+    """The model and what steps it, as ``fit`` builds them (no schedule: the lr stays at 1.0)."""
+    cfg: TrainConfig
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+
+
+def _trainer(setup: Setup, device: torch.device) -> _Trainer:
+    cfg = _config(setup)
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
-    return model, optimizer
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    return _Trainer(cfg, model, optimizer, scaler)
 
 
-def _train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, setup: Setup,
-                device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """forward (autocast) + nt_xent + backward + step on a (2B, C, H, W) float batch of views."""
-    amp_dtype = AMP_DTYPES[setup.precision]
-    memory_format = torch.channels_last if setup.channels_last else torch.contiguous_format
-
-    def step(views: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            _, z = net(views.contiguous(memory_format=memory_format))
-        loss = nt_xent(*z.float().chunk(2), temperature=TEMPERATURE)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
-
-    return step
+def _update(trainer: _Trainer, net: torch.nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """trainers.loop's forward (autocast) + loss + backward + step on a (2B, C, H, W) batch of views."""
+    return loop.make_update(trainer.cfg, net, trainer.optimizer, trainer.scaler, device)
 
 
 def _images(setup: Setup, n: int) -> torch.Tensor:
@@ -165,32 +177,42 @@ def _forever(feeder: DeviceFeeder, batch_size: int, generator: torch.Generator) 
 
 @functools.lru_cache(maxsize=None)  # one compilation serves (c) and the augmentation-only row
 def _pipeline(setup: Setup, compiled: bool):
-    return build_pipeline(SIMCLR_AUGMENTATIONS, image_size=setup.image_size, color_jitter_strength=COLOR_JITTER_STRENGTH,
-                          compile=setup.compile_backend if compiled else False)
+    cfg = _config(setup)
+    return build_pipeline(cfg.augmentations, image_size=setup.image_size,
+                          compile=setup.compile_backend if compiled else False, **cfg.pipeline_params())
 
 
-def _our_step(setup: Setup, device: torch.device, net, optimizer, *, item_per_step: bool = False,
-              batch_size: int | None = None, compiled: bool = False, one_call: bool = False) -> Callable[[], object]:
-    """(c): one step of our trainer, data already resident on the device; ``net`` is compiled or
-    not by the caller, ``compiled`` compiles the augmentation; ``one_call`` augments the batch
-    repeated twice in one pipeline call (half the kernel launches) instead of two calls."""
+def _our_step(setup: Setup, device: torch.device, trainer: _Trainer, net: torch.nn.Module, *,
+              item_per_step: bool = False, batch_size: int | None = None, compiled: bool = False,
+              one_call: bool = False) -> Callable[[], object]:
+    """(c): one step of ``fit`` (trainers.loop's ``make_step``), data already resident on the
+    device; ``net`` is compiled or not by the caller, ``compiled`` compiles the augmentation;
+    ``one_call`` instead augments the batch repeated twice in one pipeline call (half the kernel
+    launches) and hands the views to the same ``make_update``."""
     batch_size = setup.batch_size if batch_size is None else batch_size
     feeder = DeviceFeeder(_images(setup, max(setup.dataset_size, 2 * batch_size)), device)
     augment = _pipeline(setup, compiled)
     batches = _forever(feeder, batch_size, torch.Generator(device=device).manual_seed(1))
     augment_gen = torch.Generator(device=device).manual_seed(2)
-    train = _train_step(net, optimizer, setup, device)
+    if one_call:
+        update = _update(trainer, net, device)
+
+        def step(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+            return update(augment(images.repeat(2, 1, 1, 1), generator))
+    else:
+        step = loop.make_step(trainer.cfg, net, trainer.optimizer, trainer.scaler, augment, device)
 
     def run() -> object:
-        images = next(batches)
-        if one_call:
-            views = augment(images.repeat(2, 1, 1, 1), augment_gen)
-        else:
-            views = torch.cat([augment(images, augment_gen), augment(images, augment_gen)])
-        loss = train(views)
+        loss = step(next(batches), augment_gen)
         return loss.item() if item_per_step else loss
 
+    run.step = step  # type: ignore[attr-defined]  # what ran, for the JSON's step_function
     return run
+
+
+def _step_function(run: Callable[[], object]) -> str:
+    step = run.step  # type: ignore[attr-defined]
+    return f"{step.__module__}.{step.__qualname__}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,13 +252,13 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _reference(setup: Setup, device: torch.device, net, optimizer) -> dict[str, float]:
+def _reference(setup: Setup, device: torch.device, trainer: _Trainer) -> dict[str, float]:
     workers = setup.workers or max(1, _cores() - 1)
     data = _TwoViews(_images(setup, max(setup.dataset_size, 2 * setup.batch_size)), reference_transform(setup.image_size))
     loader = torch.utils.data.DataLoader(data, batch_size=setup.batch_size, shuffle=True, drop_last=True,
                                          num_workers=workers, pin_memory=device.type == "cuda",
                                          persistent_workers=True, prefetch_factor=4)
-    train = _train_step(net, optimizer, setup, device)
+    train = _update(trainer, trainer.model, device)
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
@@ -264,8 +286,8 @@ def _worker(setup: Setup) -> None:
     ``run THREADS`` (warm up, answer ``warm``), ``go`` (run pack_seconds, answer one JSON line),
     ``quit``. Idle between rounds, blocked on stdin, so it takes nothing from the others."""
     device = torch.device(setup.device)
-    model, optimizer = _model_and_optimizer(setup, device)
-    run = _our_step(setup, device, model, optimizer, batch_size=setup.pack_batch_size)
+    trainer = _trainer(setup, device)
+    run = _our_step(setup, device, trainer, trainer.model, batch_size=setup.pack_batch_size)
     for _ in range(setup.warmup_steps + 2):  # first-call costs (allocator, kernels) while all start up
         run()
     _sync(device)
@@ -351,7 +373,8 @@ def measure(setup: Setup) -> dict:
     if setup.threads:
         torch.set_num_threads(setup.threads)
     device = torch.device(setup.device)
-    model, optimizer = _model_and_optimizer(setup, device)
+    trainer = _trainer(setup, device)
+    model = trainer.model
     compiled = torch.compile(model, backend=setup.compile_backend)
     views = torch.rand(2 * setup.batch_size, 3, setup.image_size, setup.image_size,
                        generator=torch.Generator().manual_seed(0)).to(device)
@@ -359,17 +382,19 @@ def measure(setup: Setup) -> dict:
                     "torch": torch.__version__, "setup": dataclasses.asdict(setup),
                     "counting": "images per second, one image = one pair of views"}
 
-    eager_step = _train_step(model, optimizer, setup, device)
-    compiled_step = _train_step(compiled, optimizer, setup, device)
+    eager_step = _update(trainer, model, device)
+    compiled_step = _update(trainer, compiled, device)
     result["model_alone"] = {"eager": _time(lambda: eager_step(views), setup, device),
                              "compiled": _time(lambda: compiled_step(views), setup, device)}
-    result["reference_dataloader"] = _reference(setup, device, model, optimizer)
+    result["reference_dataloader"] = _reference(setup, device, trainer)
+    ours = _our_step(setup, device, trainer, model)
     result["ours"] = {
-        "eager": _time(_our_step(setup, device, model, optimizer), setup, device),
-        "eager_item_per_step": _time(_our_step(setup, device, model, optimizer, item_per_step=True), setup, device),
-        "eager_one_call": _time(_our_step(setup, device, model, optimizer, one_call=True), setup, device),
+        "eager": _time(ours, setup, device),
+        "eager_item_per_step": _time(_our_step(setup, device, trainer, model, item_per_step=True), setup, device),
+        "eager_one_call": _time(_our_step(setup, device, trainer, model, one_call=True), setup, device),
         "compiled": _with_compiled_augmentation(
-            lambda aug: _time(_our_step(setup, device, compiled, optimizer, compiled=aug), setup, device)),
+            lambda aug: _time(_our_step(setup, device, trainer, compiled, compiled=aug), setup, device)),
+        "step_function": _step_function(ours),
     }
     result["augment_only"] = {"eager": _augment_only(setup, device, compiled=False),
                               "compiled": _with_compiled_augmentation(lambda aug: _augment_only(setup, device, aug))}
