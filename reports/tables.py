@@ -5,6 +5,12 @@ a crash) sees either the old file or the new one, never half of one. Rows are ke
 ``trial_id``, an epoch by ``(trial_id, epoch)``; writing a key again replaces the earlier row, so a
 resume that replays results never duplicates them.
 
+Reading the epochs from outside: ``tables/epochs/`` holds part files that are merged (compacted) at
+the end of each session, and until then a replayed epoch is in two parts. ``read_epochs(study_dir)``
+(or ``StudyTables(study_dir).read_epochs()``) gives one row per (trial_id, epoch), the latest written.
+Reading the parts directly (pandas, polars, duckdb) sees every copy; keep the row of the last part,
+by file name (names sort in write order), as in ``DEDUPED_EPOCHS_SQL`` for duckdb.
+
 A study folder may also be a URI (``s3://bucket/prefix/study``): the same files then go through a
 ``pyarrow.fs`` filesystem (``StudyFiles``). An object store replaces an object whole at each PUT,
 so there a file is written directly, in one request, from bytes already complete in memory.
@@ -221,10 +227,26 @@ class StudyFiles:
         return pq.read_table(pa.BufferReader(self.read_bytes(rel)), schema=schema)
 
 
+# duckdb over the raw part files, giving what read_epochs gives: format with the epochs folder.
+DEDUPED_EPOCHS_SQL = (
+    "select * exclude (filename, file_row_number) "
+    "from read_parquet('{epochs_dir}/*.parquet', filename = true, file_row_number = true) "
+    "qualify row_number() over (partition by trial_id, epoch order by filename desc, file_row_number desc) = 1 "
+    "order by trial_id, epoch")
+
+
+def read_epochs(study_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """A study's epoch rows, one per (trial_id, epoch), whether or not its parts were compacted:
+    the way for other code to read ``tables/epochs/`` without seeing a replayed epoch twice."""
+    return StudyTables(study_dir).read_epochs()
+
+
 class StudyTables:
     """The tables of one study directory (``<study_dir>/tables``), or of a study URI (``s3://...``).
 
     One process writes (the Tune callback); any number may read, also while it writes.
+    ``read_epochs()`` gives one row per (trial_id, epoch); the part files under ``tables/epochs/``
+    may hold a replayed epoch twice until they are compacted (see the module's docstring).
     ``auto_compact_parts``: when ``append_epochs`` leaves more part files than this, it
     compacts them, so a long study never leaves readers thousands of small files.
     The ``*_path``/``*_dir`` attributes are Paths for a local study and URIs for a remote one.
@@ -376,7 +398,8 @@ class StudyTables:
             return len(parts)
 
     def read_epochs(self) -> pd.DataFrame:
-        """All epoch rows, one per (trial_id, epoch), sorted by trial then epoch.
+        """All epoch rows, one per (trial_id, epoch), sorted by trial then epoch; of a key written
+        more than once (a resume's replay), the latest write.
 
         Safe while a study writes: temporary files are never listed, and a part that a
         compaction removes between listing and reading triggers a fresh listing.

@@ -5,12 +5,13 @@ import os
 import threading
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
 from reports.schema import STATUSES
-from reports.tables import StudyTables, flatten_params, summarize_metrics
+from reports.tables import DEDUPED_EPOCHS_SQL, StudyTables, flatten_params, read_epochs, summarize_metrics
 
 T0 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 
@@ -221,3 +222,22 @@ def test_a_writer_sees_rows_another_writer_added_since_its_last_write(tmp_path):
     second.upsert_trials([_trial("t2")])
     first.upsert_trials([_trial("t3")])  # its own copy of the file is stale: it must read again
     assert sorted(StudyTables(tmp_path).read_trials()["trial_id"]) == ["t1", "t2", "t3"]
+
+
+def test_outside_readers_get_each_epoch_once_through_read_epochs_or_the_documented_sql(tmp_path):
+    tables = StudyTables(tmp_path)
+    tables.append_epochs(_epochs("t1", [1, 2, 3], knn=0.1) + _epochs("t2", [1], knn=0.2))
+    tables.append_epochs(_epochs("t1", [2, 3, 4], knn=0.5))  # a resume replays epochs 2 and 3
+    tables.append_epochs(_epochs("t1", [4], knn=0.7) + _epochs("t1", [4], knn=0.8))  # twice in one part
+    epochs_dir = tmp_path / "tables" / "epochs"
+    con = duckdb.connect()
+    raw = con.execute(f"select count(*) from '{epochs_dir}/*.parquet'").fetchone()[0]
+    assert raw == 4 + 3 + 2  # the part files hold every copy
+    frame = read_epochs(tmp_path)
+    assert list(zip(frame["trial_id"], frame["epoch"])) == [("t1", 1), ("t1", 2), ("t1", 3), ("t1", 4), ("t2", 1)]
+    assert list(frame["knn_top1"]) == pytest.approx([0.11, 0.52, 0.53, 0.84, 0.21])
+    deduped = con.execute(DEDUPED_EPOCHS_SQL.format(epochs_dir=epochs_dir)).df()
+    con.close()
+    assert list(deduped.columns) == list(frame.columns) and deduped["trial_id"].tolist() == frame["trial_id"].tolist()
+    numbers = frame.columns[1:]
+    np.testing.assert_array_equal(deduped[numbers].to_numpy(float), frame[numbers].to_numpy(float))  # NaN == NaN
