@@ -151,7 +151,7 @@ def _effects_finding(data: StudyData, effects: list[Effect]) -> str:
     tested = [e for e in effects if not math.isnan(e.p_holm)]
     real = sorted((e for e in effects if e.significant), key=lambda e: -abs(e.difference.diff))
     top = real[0] if real else max(effects, key=lambda e: abs(e.difference.diff))
-    amount = (f"{top.difference.diff:+.3f} {data.metric} with it than without"
+    amount = (f"{top.difference.diff:+.3f} {data.metric} with it compared with without it"
               + (f" (95% CI {_interval(top.difference)})" if not math.isnan(top.difference.lo) else ""))
     if real:
         verb = "is" if len(real) == 1 else "are"

@@ -184,10 +184,17 @@ def _cost_finding(data: StudyData, scored: pd.DataFrame, cost: np.ndarray, score
     if cheapest != best and cost[cheapest] < cost[best]:
         sentence += (f"; {ids[cheapest]} comes within 1% of the best {data.metric} ({data.fmt(score[cheapest])} vs "
                      f"{data.fmt(score[best])}) for {cost[cheapest]:.3g} {unit}, "
-                     f"{cost[best] / max(cost[cheapest], 1e-12):.1f}x less than the best trial")
+                     f"{saving(cost[cheapest], cost[best])} than the best trial's {cost[best]:.3g}")
     else:
         sentence += f"; the best trial, {ids[best]}, is also the cheapest within 1% of it ({cost[best]:.3g} {unit})"
     return sentence + "."
+
+
+def saving(cheaper: float, dearer: float) -> str:
+    """How much less ``cheaper`` costs than ``dearer``: "3.2x less" for big savings, "12% less" for small."""
+    if cheaper <= 0 or dearer / cheaper >= 1.5:
+        return f"{dearer / max(cheaper, 1e-12):.1f}x less"
+    return f"{100 * (1 - cheaper / dearer):.0f}% less"
 
 
 def _width(column: pd.Series) -> float:

@@ -49,7 +49,7 @@ def test_crop_is_found_to_matter_and_flip_not(study, page):
     has_crop = configs["augs"].str.split(",").map(lambda a: "crop" in a)
     diff = configs["mean"][has_crop].mean() - configs["mean"][~has_crop].mean()
     text = finding(page, "augmentations")
-    assert text.startswith(f"crop matters most, and it helps: {diff:+.3f} knn_top1 with it than without (95% CI [")
+    assert text.startswith(f"crop matters most, and it helps: {diff:+.3f} knn_top1 with it compared with without it (95% CI [")
     real = text.split("(p < 0.05): ")[1].rstrip(".").split(", ")
     assert real[0] == "crop" and "flip" not in real
 

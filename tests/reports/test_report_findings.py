@@ -18,6 +18,7 @@ from synthetic_study import make_study
 
 from reports.report import build_report
 from reports.sections.augmentations import Effect, _effects_finding
+from reports.sections.search import saving
 from reports.stats import Difference
 from reports.tables import StudyTables
 
@@ -61,7 +62,7 @@ def test_a_strongly_harmful_augmentation_is_the_headline(tmp_path):
     diff = _effect_of(rows, "blur", "best.knn_top1")
     assert diff == pytest.approx(-0.2)
     # every configuration with blur scores the same, and every one without: the bootstrap CI is a point
-    assert text == (f"blur matters most, and it hurts: {diff:+.3f} knn_top1 with it than without "
+    assert text == (f"blur matters most, and it hurts: {diff:+.3f} knn_top1 with it compared with without it "
                        f"(95% CI [{diff:+.3f}, {diff:+.3f}]); 1 of 4 effects is real after Holm's correction "
                        "(p < 0.05): blur.")
 
@@ -70,7 +71,7 @@ def test_a_strongly_helpful_augmentation_is_the_headline(tmp_path):
     rows = [{"param.augmentations": ",".join(s), "best.knn_top1": 0.4 + 0.25 * ("crop" in s)} for s in SUBSETS]
     text = finding(build_report(_write_study(tmp_path / "s", rows)).read_text(), "augmentations")
     diff = _effect_of(rows, "crop", "best.knn_top1")
-    assert text == (f"crop matters most, and it helps: {diff:+.3f} knn_top1 with it than without "
+    assert text == (f"crop matters most, and it helps: {diff:+.3f} knn_top1 with it compared with without it "
                        f"(95% CI [{diff:+.3f}, {diff:+.3f}]); 1 of 4 effects is real after Holm's correction "
                        "(p < 0.05): crop.")
 
@@ -81,7 +82,7 @@ def test_lowering_a_minimised_metric_helps(tmp_path):
     diff = _effect_of(rows, "crop", "best.loss")
     assert diff == pytest.approx(-0.5)
     assert finding(page, "augmentations") == (
-        f"crop matters most, and it helps: {diff:+.3f} loss with it than without (95% CI [{diff:+.3f}, "
+        f"crop matters most, and it helps: {diff:+.3f} loss with it compared with without it (95% CI [{diff:+.3f}, "
         f"{diff:+.3f}]); 1 of 4 effects is real after Holm's correction (p < 0.05): crop.")
 
 
@@ -93,7 +94,7 @@ def test_the_headline_is_the_largest_significant_effect_not_the_largest_positive
     effects = [_effect("crop", 0.30, 0.2), _effect("flip", 0.05, 0.03), _effect("blur", -0.10, 0.01)]
     data = SimpleNamespace(metric="knn_top1", maximize=True)
     assert _effects_finding(data, effects) == (
-        "blur matters most, and it hurts: -0.100 knn_top1 with it than without (95% CI [-0.150, -0.050]); "
+        "blur matters most, and it hurts: -0.100 knn_top1 with it compared with without it (95% CI [-0.150, -0.050]); "
         "2 of 3 effects are real after Holm's correction (p < 0.05): blur, flip.")
 
 
@@ -102,7 +103,7 @@ def test_without_a_significant_effect_the_largest_is_named_as_unproven():
     data = SimpleNamespace(metric="knn_top1", maximize=True)
     assert _effects_finding(data, effects) == (
         "No augmentation's effect is significant after Holm's correction (p < 0.05); the largest is blur's, "
-        "which would hurt: -0.040 knn_top1 with it than without (95% CI [-0.090, +0.010]).")
+        "which would hurt: -0.040 knn_top1 with it compared with without it (95% CI [-0.090, +0.010]).")
 
 
 # -- the pair heatmap ------------------------------------------------------------------------------
@@ -378,12 +379,21 @@ def test_cost_finding_counts_the_pareto_front_and_the_cheapest_near_best_trial(p
     best = int(np.argmax(score))
     near = np.flatnonzero(np.abs(score - score[best]) <= 0.01 * score[best])
     cheapest = near[np.argmin(cost[near])]
+    ratio = cost[best] / cost[cheapest]
+    less = f"{ratio:.1f}x less" if ratio >= 1.5 else f"{100 * (1 - 1 / ratio):.0f}% less"
     tail = (f"the best trial, {ids[best]}, is also the cheapest within 1% of it ({cost[best]:.3g} GPU-seconds)"
             if cost[cheapest] >= cost[best] else
             f"{ids[cheapest]} comes within 1% of the best knn_top1 ({score[cheapest]:.3f} vs {score[best]:.3f}) for "
-            f"{cost[cheapest]:.3g} GPU-seconds, {cost[best] / cost[cheapest]:.1f}x less than the best trial")
+            f"{cost[cheapest]:.3g} GPU-seconds, {less} than the best trial's {cost[best]:.3g}")
     front = len(cost) - sum(dominated)
     assert finding(page, "cost") == f"{front} of {len(cost)} trials are on the Pareto front; {tail}."
+
+
+@pytest.mark.parametrize("cheaper, dearer, text", [
+    (10.0, 32.0, "3.2x less"), (20.0, 30.0, "1.5x less"), (31.0, 32.0, "3% less"), (24.0, 30.0, "20% less"),
+])
+def test_a_saving_reads_as_a_factor_when_large_and_a_percentage_when_small(cheaper, dearer, text):
+    assert saving(cheaper, dearer) == text
 
 
 def test_failures_finding_counts_bad_trials_and_quotes_the_commonest_error(page, trials):
