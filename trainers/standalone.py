@@ -76,6 +76,8 @@ def train_main(config_path: Path, out_dir: Path, resume: bool) -> int:
             print((CLEAR_LINE if live else "") + progress_line(epoch, cfg.epochs, metrics), flush=True)
 
         summary = fit(cfg, on_epoch=on_epoch, resume_from=resume_from, on_step=on_step if live else None)
+        if joined:  # rank 0 may still be writing its checkpoint: tear gloo/nccl down together
+            torch.distributed.barrier()
     except (ConfigError, CheckpointError) as err:
         return _refuse(str(err))
     finally:

@@ -67,6 +67,7 @@ def _ddp_worker(rank: int, store: str, out: str) -> None:
             results.append({"loss": loss / WORLD, "grads": grads, "stats": stats})
         if rank == 0:
             torch.save(results, out)
+        dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
         dist.destroy_process_group()
 
@@ -104,6 +105,7 @@ def _fit_worker(rank: int, store: str, out_dir: str) -> None:
         with open(f"{out_dir}/rank{rank}.json", "w") as f:
             json.dump({"calls": calls, "status": summary["status"], "loss": summary["metrics"]["loss"],
                        "epochs_run": summary["epochs_run"]}, f)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -136,6 +138,7 @@ def _weights_worker(rank: int, store: str, out_dir: str) -> None:
             results[global_bn] = {"state": model.state_dict(),
                                   "global_bn_layers": sum(isinstance(m, GlobalBatchNorm) for m in model.modules())}
         torch.save(results, f"{out_dir}/rank{rank}.pt")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -165,6 +168,7 @@ def _uneven_worker(rank: int, store: str, out_dir: str) -> None:
     except ValueError as err:
         with open(f"{out_dir}/rank{rank}.txt", "w") as f:
             f.write(str(err))
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

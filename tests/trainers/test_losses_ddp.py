@@ -49,6 +49,7 @@ def _worker(rank: int, store: str, out: str) -> None:
             results.append((loss / WORLD, torch.cat(parts1) / WORLD, torch.cat(parts2) / WORLD))
         if rank == 0:
             torch.save(results, out)
+        dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
         dist.destroy_process_group()
 
