@@ -103,6 +103,25 @@ def _epoch_row(metrics: dict[str, Any], epoch: int) -> dict[str, float]:
     return row
 
 
+def repair_journal(path: Path) -> int:
+    """Cut a last record the kill left half-written from the Optuna journal; the bytes cut (0: none).
+
+    Optuna skips such a line when it reads the journal, but its next record would be appended to
+    the same line, making a line no one can read: the study could neither ask nor load again.
+    A record lost this way is one the tables still hold (they are written first, or the trial is
+    continued), and planning tells Optuna from the tables.
+    """
+    if not path.is_file():
+        return 0
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+    return len(data) - keep
+
+
 def next_experiment_name(study_dir: Location) -> str:
     taken = set(locations.list_names(study_dir))
     k = 1

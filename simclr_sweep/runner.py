@@ -260,7 +260,7 @@ def load_study_dir(study_dir: Location) -> Study:
 def resume_study(study_dir: Location, address: str | None = None, stream: TextIO | None = None) -> StudyOutcome:
     """Continue an interrupted study from its tables and Optuna journal (see `simclr_sweep.resume`)."""
     from reports.tables import StudyTables
-    from simclr_sweep.resume import ResumingSearch, next_experiment_name, plan_resume
+    from simclr_sweep.resume import ResumingSearch, next_experiment_name, plan_resume, repair_journal
     from simclr_sweep.recording import TableRecorder
 
     study_dir = locations.as_location(study_dir)
@@ -271,6 +271,10 @@ def resume_study(study_dir: Location, address: str | None = None, stream: TextIO
     if journal:
         with locations.storage_errors(study_dir, "STUDY_DIR"):
             journal.fetch()
+    out = stream or sys.stdout
+    cut = repair_journal(locations.journal_path(study_dir))
+    if cut:
+        print(f"{JOURNAL_FILE}: cut a last record the interruption left half-written ({cut} bytes)", file=out, flush=True)
     storage = open_journal(study_dir)
     optuna_study = open_optuna_study(study, storage)
     plan = plan_resume(study, study_dir, optuna_study)
@@ -278,7 +282,6 @@ def resume_study(study_dir: Location, address: str | None = None, stream: TextIO
         journal.sync()
     if plan.recovered_epochs:  # before the recorder loads the tables, so the trials continue with them
         StudyTables(study_dir).append_epochs(plan.recovered_epochs)
-    out = stream or sys.stdout
     print(f"resuming {study.name}: {len(plan.continued)} trials to continue, {plan.new_trials} new "
           f"({plan.told} results told to Optuna from the tables)",
           file=out, flush=True)

@@ -71,6 +71,9 @@ def interrupted_then_resumed(tmp_path_factory):
             pytest.fail("the study never reached a state with a finished and a half-trained trial")
     finally:
         kill_tree(run)
+    # As if the kill came in the middle of an Optuna record (resume cuts it; Optuna could not write after it).
+    with open(study_dir / "optuna.journal", "ab") as journal:
+        journal.write(b'{"op_code":6,"worker_id":"killed","trial_id":')
     before = _trials(study_dir)
     before["epochs_run"] = [int(_epochs_seen(study_dir).get(tid, 0)) for tid in before["trial_id"]]
     resumed = subprocess.run([sys.executable, "-m", "simclr_sweep", "resume", str(study_dir)],
@@ -82,6 +85,11 @@ def test_resume_exits_zero(interrupted_then_resumed):
     _, resumed, study_dir = interrupted_then_resumed
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"report: {study_dir / 'report' / 'index.html'}" in resumed.stdout
+
+
+def test_resume_cut_the_half_written_journal_record(interrupted_then_resumed):
+    _, resumed, _ = interrupted_then_resumed
+    assert "optuna.journal: cut a last record the interruption left half-written" in resumed.stdout
 
 
 def test_every_grid_configuration_exactly_once_all_terminal(interrupted_then_resumed):

@@ -159,3 +159,29 @@ def test_suggestions_cut_short_by_the_kill_are_drawn_to_the_end_on_their_own_gri
     define_by_run(study)(last)
     points = {tuple(sorted(p.items())) for p in [*drawn, last.params]}
     assert len(points) == 4  # the whole grid, nothing twice
+
+
+def test_a_journal_record_cut_short_by_the_kill_is_cut_so_optuna_can_write_again(tmp_path):
+    from simclr_sweep.resume import repair_journal
+    from simclr_sweep.storage import journal_path
+
+    study = parse_study({"name": "j", "metric": {"name": "knn_top1", "goal": "maximize"}, "method": "random",
+                         "trials": 3, "fixed": {"epochs": 3}, "parameters": {"temperature": {"values": [0.2, 0.5]}}})
+    optuna_study = open_optuna_study(study, open_journal(tmp_path))
+    trial = optuna_study.ask()
+    define_by_run(study)(trial)
+    optuna_study.tell(trial.number, 0.4)
+    path = journal_path(tmp_path)
+    whole = path.read_bytes()
+    assert repair_journal(path) == 0 and path.read_bytes() == whole  # an intact journal is left alone
+    half = b'{"op_code":6,"worker_id":"w","trial_id":1,"st'
+    path.write_bytes(whole + half)
+
+    assert repair_journal(path) == len(half)
+    assert path.read_bytes() == whole
+    again = open_optuna_study(study, open_journal(tmp_path))  # without the cut, ask() raises here
+    trial = again.ask()
+    define_by_run(study)(trial)
+    again.tell(trial.number, 0.5)
+    reread = open_optuna_study(study, open_journal(tmp_path))
+    assert [t.value for t in reread.trials] == [0.4, 0.5]
