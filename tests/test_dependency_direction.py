@@ -1,4 +1,4 @@
-"""The packages depend one way: simclr_sweep -> trainers, simclr_sweep -> reports."""
+"""The packages depend one way: simclr_sweep -> trainers, simclr_sweep -> reports, all -> study_files."""
 import subprocess
 import sys
 
@@ -16,6 +16,7 @@ def _modules_after_import(package: str) -> set[str]:
     [
         ("reports", {"torch", "ray", "torchvision", "optuna"}),
         ("trainers", {"ray", "optuna", "pandas", "plotly"}),
+        ("study_files", {"torch", "ray", "torchvision", "optuna", "plotly"}),
     ],
 )
 def test_package_does_not_import_forbidden_dependencies(package, forbidden):
@@ -23,3 +24,9 @@ def test_package_does_not_import_forbidden_dependencies(package, forbidden):
     loaded = _modules_after_import(f"{package}; import pkgutil, importlib; "
                                    f"[importlib.import_module(m.name) for m in pkgutil.walk_packages({package}.__path__, '{package}.')]")
     assert not (loaded & forbidden), f"{package} imports {sorted(loaded & forbidden)}"
+
+
+def test_the_validation_kit_and_the_vocabulary_import_without_torch():
+    # `simclr-sweep validate` and every package read these; none may pay for torch.
+    loaded = _modules_after_import("trainers.checks, study_files.vocabulary, study_files.atomic")
+    assert not (loaded & {"torch", "pandas", "pyarrow", "ray"}), sorted(loaded & {"torch", "pandas", "pyarrow", "ray"})

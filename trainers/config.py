@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from trainers.checks import (
+    ConfigError, at_most, closest, boolean, choice, integer, number, odd_size, pair, shown, string, type_name, unit,
+)
 from trainers.augment import AUGMENTATIONS, INTERPOLATIONS, PAPER_ORDER, SIMCLR_AUGMENTATIONS, TUNABLE
 from trainers.datasets import DATASETS
 from trainers.losses import LOSSES, SIMILARITIES
@@ -16,19 +18,6 @@ from trainers.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-class ConfigError(ValueError):
-    """A refused configuration value: ``str(err) == f"{field}: {message}"``."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-    def __reduce__(self):
-        # Pickled across processes (a Ray worker's error reaching the driver): rebuild from both parts.
-        return ConfigError, (self.field, self.message)
 
 
 @dataclass(frozen=True)
@@ -127,8 +116,8 @@ class TrainConfig:
                     raise ConfigError(key, f"unknown augmentation parameter; {_augmentation_hint(key)}")
                 augmentation_params[key] = value
             elif key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
-                hint = f"did you mean {close[0]!r}?" if close else f"valid fields: {', '.join(names)}"
+                close = closest(str(key), names)
+                hint = f"did you mean {close!r}?" if close else f"valid fields: {', '.join(names)}"
                 raise ConfigError(str(key), f"unknown field; {hint}")
             elif key != "augmentation_params":
                 fields[key] = value
@@ -159,72 +148,9 @@ class TrainConfig:
         return out
 
 
-def _type_name(value: Any) -> str:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return _shown(value)
-    return type(value).__name__
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    """repr, cut to one short line (a YAML value can be any size)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _boolean(field: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(field, f"must be true or false (got {_type_name(value)})")
-    return value
-
-
-def _string(field: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(field, f"must be a non-empty string (got {_type_name(value)})")
-    return value
-
-
-def _integer(low: int, high: int | None = None) -> Callable[[str, Any], int]:
-    def check(field: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(field, f"must be an integer (got {_type_name(value)})")
-        if value < low:
-            raise ConfigError(field, f"must be >= {low} (got {value})")
-        if high is not None and value > high:
-            raise ConfigError(field, f"must be <= {high} (got {value})")
-        return value
-    return check
-
-
-def _number(low: float, *, inclusive: bool, high: float | None = None) -> Callable[[str, Any], float]:
-    def check(field: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(field, f"must be a number (got {_type_name(value)})")
-        try:
-            value = float(value)
-        except OverflowError:  # an integer beyond float's range
-            raise ConfigError(field, f"must be finite (got {_type_name(value)})") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ConfigError(field, f"must be finite (got {value})")
-        if value < low or (value == low and not inclusive):
-            raise ConfigError(field, f"must be {'>=' if inclusive else '>'} {low:g} (got {value:g})")
-        if high is not None and value >= high:
-            raise ConfigError(field, f"must be < {high:g} (got {value:g})")
-        return value
-    return check
-
-
-def _choice(options: Callable[[], Any]) -> Callable[[str, Any], str]:
-    def check(field: str, value: Any) -> str:
-        valid = list(options())
-        if value not in valid:
-            raise ConfigError(field, f"must be one of {', '.join(valid)} (got {_type_name(value)})")
-        return value
-    return check
-
-
 def _device(field: str, value: Any) -> str:
     if not isinstance(value, str) or not _DEVICE.match(value):
-        raise ConfigError(field, f"must be auto, cpu, cuda, cuda:<index> or mps (got {_type_name(value)})")
+        raise ConfigError(field, f"must be auto, cpu, cuda, cuda:<index> or mps (got {type_name(value)})")
     return value
 
 
@@ -234,12 +160,12 @@ def _augmentations(field: str, value: Any) -> tuple[str, ...]:
     elif isinstance(value, (list, tuple)):
         names = list(value)
     else:
-        raise ConfigError(field, f"must be a list of names or a comma-joined string (got {_type_name(value)})")
+        raise ConfigError(field, f"must be a list of names or a comma-joined string (got {type_name(value)})")
     for name in names:
         if not isinstance(name, str):
-            raise ConfigError(field, f"each entry must be an augmentation name (got {_shown(name)})")
+            raise ConfigError(field, f"each entry must be an augmentation name (got {shown(name)})")
         if name not in AUGMENTATIONS:
-            raise ConfigError(field, f"each must be one of {', '.join(PAPER_ORDER)} (got {_type_name(name)})")
+            raise ConfigError(field, f"each must be one of {', '.join(PAPER_ORDER)} (got {type_name(name)})")
     if len(set(names)) != len(names):
         raise ConfigError(field, f"names must not repeat (got {', '.join(names)})")
     return tuple(name for name in PAPER_ORDER if name in names)
@@ -248,78 +174,33 @@ def _augmentations(field: str, value: Any) -> tuple[str, ...]:
 # -- augmentation parameters -----------------------------------------------------------------
 
 
-def _unit(field: str, value: Any) -> float:
-    value = _number(0.0, inclusive=True)(field, value)
-    if value > 1.0:
-        raise ConfigError(field, f"must be <= 1 (got {value:g})")
-    return value
-
-
-def _range(high: float | None = None) -> Callable[[str, Any], tuple[float, float]]:
-    """A (low, high) pair with 0 < low <= high (<= `high`): a list of two numbers or "low,high"."""
-    def check(field: str, value: Any) -> tuple[float, float]:
-        parts = value.split(",") if isinstance(value, str) else value
-        if isinstance(parts, (list, tuple)) and len(parts) == 2 and isinstance(value, str):
-            try:
-                parts = [float(p) for p in parts]
-            except ValueError:
-                parts = None
-        if not isinstance(parts, (list, tuple)) or len(parts) != 2:
-            raise ConfigError(field, f"must be a pair [low, high] (got {_type_name(value)})")
-        low, top = (_number(0.0, inclusive=False)(field, v) for v in parts)
-        if low > top:
-            raise ConfigError(field, f"must have low <= high (got [{low:g}, {top:g}])")
-        if high is not None and top > high:
-            raise ConfigError(field, f"must have high <= {high:g} (got [{low:g}, {top:g}])")
-        return (low, top)
-    return check
-
-
-def _odd_size(field: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
-        raise ConfigError(field, f"must be a positive odd integer, or null for 10% of the image side "
-                                 f"(got {_type_name(value)})")
-    return value
-
-
-def _at_most(high: float) -> Callable[[str, Any], float]:
-    def check(field: str, value: Any) -> float:
-        value = _number(0.0, inclusive=True)(field, value)
-        if value > high:
-            raise ConfigError(field, f"must be <= {high:g} (got {value:g})")
-        return value
-    return check
-
-
 # One rule per "<augmentation>.<parameter>" (every parameter of `trainers.augment.TUNABLE`), plus
 # `crop.min_scale`: the low end of `crop.scale` as one number, which a sampler can search.
 _AUGMENTATION_RULES: dict[str, Callable[[str, Any], Any]] = {
-    "crop.scale": _range(high=1.0),
-    "crop.min_scale": _number(0.0, inclusive=False, high=1.0),
-    "crop.ratio": _range(),
-    "crop.interpolation": _choice(lambda: INTERPOLATIONS),
-    "flip.p": _unit,
-    "color_jitter.strength": _number(0.0, inclusive=True),
-    "color_jitter.p": _unit,
-    "grayscale.p": _unit,
-    "blur.p": _unit,
-    "blur.sigma": _range(),
-    "blur.kernel_size": _odd_size,
-    "rotate.p": _unit,
-    "rotate.degrees": _at_most(180.0),
-    "brightness.p": _unit,
-    "brightness.max_delta": _unit,
-    "invert.p": _unit,
-    "solarize.p": _unit,
-    "solarize.threshold": _unit,
-    "gaussian_noise.p": _unit,
-    "gaussian_noise.std": _number(0.0, inclusive=True),
-    "salt_and_pepper.p": _unit,
-    "salt_and_pepper.amount": _unit,
-    "cutout.p": _unit,
-    "cutout.size": _unit,
+    "crop.scale": pair(high=1.0),
+    "crop.min_scale": number(0.0, inclusive=False, high=1.0),
+    "crop.ratio": pair(),
+    "crop.interpolation": choice(lambda: INTERPOLATIONS),
+    "flip.p": unit,
+    "color_jitter.strength": number(0.0, inclusive=True),
+    "color_jitter.p": unit,
+    "grayscale.p": unit,
+    "blur.p": unit,
+    "blur.sigma": pair(),
+    "blur.kernel_size": odd_size,
+    "rotate.p": unit,
+    "rotate.degrees": at_most(180.0),
+    "brightness.p": unit,
+    "brightness.max_delta": unit,
+    "invert.p": unit,
+    "solarize.p": unit,
+    "solarize.threshold": unit,
+    "gaussian_noise.p": unit,
+    "gaussian_noise.std": number(0.0, inclusive=True),
+    "salt_and_pepper.p": unit,
+    "salt_and_pepper.amount": unit,
+    "cutout.p": unit,
+    "cutout.size": unit,
 }
 AUGMENTATION_OPTIONS: tuple[str, ...] = tuple(_AUGMENTATION_RULES)
 
@@ -327,20 +208,20 @@ AUGMENTATION_OPTIONS: tuple[str, ...] = tuple(_AUGMENTATION_RULES)
 def _augmentation_hint(key: str) -> str:
     name = key.split(".", 1)[0]
     if name not in TUNABLE:
-        close = difflib.get_close_matches(key, AUGMENTATION_OPTIONS, n=1, cutoff=0.8)
+        close = closest(key, AUGMENTATION_OPTIONS, cutoff=0.8)
         if close:
-            return f"did you mean {close[0]!r}?"
+            return f"did you mean {close!r}?"
         return f"expected <augmentation>.<parameter> with an augmentation of {', '.join(PAPER_ORDER)}"
     own = [o for o in AUGMENTATION_OPTIONS if o.startswith(name + ".")]
     if not own:
         return f"{name} has no parameters"
-    close = difflib.get_close_matches(key, own, n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else f"{name} has {', '.join(own)}"
+    close = closest(key, own)
+    return f"did you mean {close!r}?" if close else f"{name} has {', '.join(own)}"
 
 
 def _augmentation_mapping(field: str, value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise ConfigError(field, f"must be a mapping of <augmentation>.<parameter> to values (got {_type_name(value)})")
+        raise ConfigError(field, f"must be a mapping of <augmentation>.<parameter> to values (got {type_name(value)})")
     return value
 
 
@@ -357,42 +238,42 @@ def _augmentation_params(field: str, value: Any) -> dict[str, Any]:
 
 
 _RULES: dict[str, Callable[[str, Any], Any]] = {
-    "dataset": _choice(lambda: DATASETS),
-    "data_root": _string,
-    "download": _boolean,
-    "dataset_size": _integer(0),
-    "backbone": _choice(lambda: BACKBONES),
-    "stem": _choice(lambda: STEMS),
-    "width": _integer(1, 16),
-    "head": _choice(lambda: HEADS),
-    "head_layers": _integer(1, 8),
-    "projection_dim": _integer(1),
-    "projection_hidden_dim": _integer(0),
-    "epochs": _integer(1),
-    "batch_size": _integer(2),
-    "optimizer": _choice(lambda: OPTIMIZERS),
-    "lr": _number(0.0, inclusive=False),
-    "lr_scaling": _choice(lambda: LR_SCALINGS),
-    "warmup_epochs": _number(0.0, inclusive=True),
-    "schedule": _choice(lambda: SCHEDULES),
-    "weight_decay": _number(0.0, inclusive=True),
-    "momentum": _number(0.0, inclusive=True, high=1.0),
-    "loss": _choice(lambda: LOSSES),
-    "temperature": _number(0.0, inclusive=False),
-    "similarity": _choice(lambda: SIMILARITIES),
-    "hidden_norm": _boolean,
-    "margin": _number(0.0, inclusive=True),
-    "semi_hard": _boolean,
+    "dataset": choice(lambda: DATASETS),
+    "data_root": string,
+    "download": boolean,
+    "dataset_size": integer(0),
+    "backbone": choice(lambda: BACKBONES),
+    "stem": choice(lambda: STEMS),
+    "width": integer(1, 16),
+    "head": choice(lambda: HEADS),
+    "head_layers": integer(1, 8),
+    "projection_dim": integer(1),
+    "projection_hidden_dim": integer(0),
+    "epochs": integer(1),
+    "batch_size": integer(2),
+    "optimizer": choice(lambda: OPTIMIZERS),
+    "lr": number(0.0, inclusive=False),
+    "lr_scaling": choice(lambda: LR_SCALINGS),
+    "warmup_epochs": number(0.0, inclusive=True),
+    "schedule": choice(lambda: SCHEDULES),
+    "weight_decay": number(0.0, inclusive=True),
+    "momentum": number(0.0, inclusive=True, high=1.0),
+    "loss": choice(lambda: LOSSES),
+    "temperature": number(0.0, inclusive=False),
+    "similarity": choice(lambda: SIMILARITIES),
+    "hidden_norm": boolean,
+    "margin": number(0.0, inclusive=True),
+    "semi_hard": boolean,
     "augmentations": _augmentations,
     "augmentation_params": _augmentation_params,
-    "seed": _integer(0),
+    "seed": integer(0),
     "device": _device,
-    "precision": _choice(lambda: PRECISIONS),
-    "channels_last": _boolean,
-    "compile": _boolean,
-    "global_bn": _boolean,
-    "eval_every": _integer(0),
-    "knn_k": _integer(1),
-    "knn_temperature": _number(0.0, inclusive=False),
-    "linear_eval": _boolean,
+    "precision": choice(lambda: PRECISIONS),
+    "channels_last": boolean,
+    "compile": boolean,
+    "global_bn": boolean,
+    "eval_every": integer(0),
+    "knn_k": integer(1),
+    "knn_temperature": number(0.0, inclusive=False),
+    "linear_eval": boolean,
 }
