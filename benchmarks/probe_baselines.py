@@ -1,7 +1,7 @@
 """Does SimCLR learn anything a probe can use? Trained encoder vs random-init encoder vs PCA of pixels.
 
 For each case and seed: train with `trainers.fit` (CPU), then score three sets of frozen features of
-the same labelled train / held-out test split with the same probes (`trainers.evaluate`):
+the same labelled train / held-out test split with the same probes (`trainers.evaluation.monitors`):
   trained      h of the encoder after training (the checkpoint of the last epoch);
   random-init  h of the same encoder with the weights `fit` starts from (same seed), eval mode;
   pca          the raw pixels projected on their top 128 principal components.
@@ -39,11 +39,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from trainers import TrainConfig, fit  # noqa: E402
-from trainers.datasets import DataSplits, load_dataset  # noqa: E402
-from trainers.evaluate import embed, feature_metrics, pca_features  # noqa: E402
-from trainers.models import build_model  # noqa: E402
-from trainers.probes import linear_r2  # noqa: E402
-from trainers.state import load_checkpoint  # noqa: E402
+from trainers.data.datasets import DataSplits, load_dataset  # noqa: E402
+from trainers.evaluation.monitors import embed, feature_metrics, pca_features  # noqa: E402
+from trainers.model.networks import build_model  # noqa: E402
+from trainers.evaluation.probes import linear_r2  # noqa: E402
+from trainers.training.state import load_checkpoint  # noqa: E402
 
 PCA_DIM = 128
 SHAPES = {"dataset": "shapes", "dataset_size": 1000, "backbone": "convnet", "epochs": 6, "batch_size": 128,

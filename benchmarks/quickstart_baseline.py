@@ -17,9 +17,10 @@ import torch
 import yaml
 
 from trainers import TrainConfig
-from trainers.datasets import load_dataset
-from trainers.loop import evaluate, resolve_device
-from trainers.models import build_model
+from trainers.data.datasets import load_dataset
+from trainers.evaluation.monitors import evaluate
+from trainers.training.device import resolve_device
+from trainers.model.networks import build_model
 
 
 def random_init_knn(fixed: dict, seed: int) -> float:

@@ -1,11 +1,11 @@
 """Trainer throughput: does on-device augmentation keep the accelerator busy?
 
 Measures, in one run, on the same model, batch and precision:
-  (a) the model alone on synthetic tensors (forward + loss + backward + step: trainers.loop's
+  (a) the model alone on synthetic tensors (forward + loss + backward + step: trainers.training.loop's
       ``make_update``), eager and compiled;
   (b) the reference pipeline: torchvision v2 transforms (the same SimCLR augmentations) in
       DataLoader workers over a uint8 in-memory data set, feeding the same ``make_update``;
-  (c) our full step, the one ``fit`` runs (trainers.loop's ``make_step``, built from a TrainConfig):
+  (c) our full step, the one ``fit`` runs (trainers.training.loop's ``make_step``, built from a TrainConfig):
       DeviceFeeder + build_pipeline (two views) + model + nt_xent + LARS, eager and compiled, plus
       eager with a ``loss.item()`` per step (what a loop that reads the loss every step would pay
       for the synchronisation; ``fit`` reads it every ``CHECK_EVERY`` steps) and eager with both
@@ -48,13 +48,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from trainers import loop  # noqa: E402
-from trainers.augment import SIMCLR_AUGMENTATIONS, blur_kernel_size_for, build_pipeline  # noqa: E402
+from trainers.training import loop  # noqa: E402
+from trainers.augmentation.kernels import SIMCLR_AUGMENTATIONS, blur_kernel_size_for, build_pipeline  # noqa: E402
 from trainers.config import TrainConfig  # noqa: E402
-from trainers.feeder import DeviceFeeder  # noqa: E402
-from trainers.loop import AMP_DTYPES  # noqa: E402
-from trainers.models import build_model  # noqa: E402
-from trainers.optim import build_optimizer  # noqa: E402
+from trainers.data.feeder import DeviceFeeder  # noqa: E402
+from trainers.training.device import AMP_DTYPES  # noqa: E402
+from trainers.model.networks import build_model  # noqa: E402
+from trainers.model.optim import build_optimizer  # noqa: E402
 
 TEMPERATURE = 0.5
 COLOR_JITTER_STRENGTH = 0.5  # SimCLR's CIFAR-10 setting
@@ -143,7 +143,7 @@ def _trainer(setup: Setup, device: torch.device) -> _Trainer:
 
 
 def _update(trainer: _Trainer, net: torch.nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """trainers.loop's forward (autocast) + loss + backward + step on a (2B, C, H, W) batch of views."""
+    """trainers.training.loop's forward (autocast) + loss + backward + step on a (2B, C, H, W) batch of views."""
     return loop.make_update(trainer.cfg, net, trainer.optimizer, trainer.scaler, device)
 
 
@@ -185,7 +185,7 @@ def _pipeline(setup: Setup, compiled: bool):
 def _our_step(setup: Setup, device: torch.device, trainer: _Trainer, net: torch.nn.Module, *,
               item_per_step: bool = False, batch_size: int | None = None, compiled: bool = False,
               one_call: bool = False) -> Callable[[], object]:
-    """(c): one step of ``fit`` (trainers.loop's ``make_step``), data already resident on the
+    """(c): one step of ``fit`` (trainers.training.loop's ``make_step``), data already resident on the
     device; ``net`` is compiled or not by the caller, ``compiled`` compiles the augmentation;
     ``one_call`` instead augments the batch repeated twice in one pipeline call (half the kernel
     launches) and hands the views to the same ``make_update``."""
@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--precision", choices=sorted(AMP_DTYPES))
-    parser.add_argument("--backbone", help="a trainers.models backbone (default resnet18; smoke: convnet)")
+    parser.add_argument("--backbone", help="a trainers.model.networks backbone (default resnet18; smoke: convnet)")
     parser.add_argument("--compile-backend", help="torch.compile backend (default inductor; smoke: aot_eager)")
     parser.add_argument("--workers", type=int, help="DataLoader workers for (b) (default: cores - 1)")
     parser.add_argument("--pack", help="comma-separated trial counts for (d), e.g. 1,2,4")

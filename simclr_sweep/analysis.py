@@ -98,7 +98,7 @@ def _analysis_task(options: dict[str, Any], baselines: list[str], sample: int,
                    checkpoint: bytes | None) -> dict[str, Any]:
     """Runs in a Ray worker: the baselines' metrics and the embeddings file's bytes."""
     from trainers import TrainConfig
-    from trainers.baselines import baseline_metrics, checkpoint_embeddings
+    from trainers.evaluation.baselines import baseline_metrics, checkpoint_embeddings
 
     out: dict[str, Any] = {}
     if baselines:

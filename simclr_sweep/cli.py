@@ -91,7 +91,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainers.standalone import train_main
+    from trainers.training.standalone import train_main
 
     return train_main(Path(args.config), Path(args.out), resume=args.resume)
 

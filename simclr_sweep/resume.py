@@ -77,7 +77,7 @@ def resume_point(study_dir: Location, trial_id: str, recorded_epochs: int | None
     A file cut short by the kill (Tune was copying it into place) is passed over too.
     A remote study's checkpoint is given by its URI (the trial downloads it).
     """
-    from trainers.state import CheckpointError, load_checkpoint
+    from trainers.training.state import CheckpointError, load_checkpoint
 
     found = []
     for path, local, mtime in locations.checkpoint_files(study_dir, trial_id, CHECKPOINT_FILE):

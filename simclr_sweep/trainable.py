@@ -98,7 +98,7 @@ def _report_if_trained(resume_file: Path | None, epochs: int, report: "_EpochRep
     finished) trains nothing more; it reports that epoch again, so Tune and Optuna get its result."""
     if resume_file is None:
         return False
-    from trainers.state import load_checkpoint
+    from trainers.training.state import load_checkpoint
 
     state = load_checkpoint(resume_file)
     if int(state.get("epoch", 0)) < epochs or not isinstance(state.get("metrics"), dict):

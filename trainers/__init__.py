@@ -11,6 +11,6 @@ def __getattr__(name: str):
         from trainers.config import TrainConfig
         return TrainConfig
     if name == "fit":
-        from trainers.loop import fit
+        from trainers.training.loop import fit
         return fit
     raise AttributeError(f"module 'trainers' has no attribute {name!r}")

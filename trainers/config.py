@@ -10,13 +10,13 @@ from typing import Any, Callable, Mapping
 from trainers.checks import (
     ConfigError, at_most, closest, boolean, choice, integer, number, odd_size, pair, shown, string, type_name, unit,
 )
-from trainers.augment import AUGMENTATIONS, INTERPOLATIONS, PAPER_ORDER, SIMCLR_AUGMENTATIONS, TUNABLE
-from trainers.datasets import DATASETS
+from trainers.augmentation.kernels import AUGMENTATIONS, INTERPOLATIONS, PAPER_ORDER, SIMCLR_AUGMENTATIONS, TUNABLE
+from trainers.data.datasets import DATASETS
 from trainers.losses import LOSSES, SIMILARITIES
-from trainers.models import BACKBONES, HEADS, STEMS
-from trainers.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
+from trainers.model.networks import BACKBONES, HEADS, STEMS
+from trainers.model.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
+from trainers.training.device import AMP_DTYPES
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -138,7 +138,7 @@ class TrainConfig:
         return out
 
     def pipeline_params(self) -> dict[str, Any]:
-        """The augmentation parameters as ``trainers.augment.build_pipeline`` keywords."""
+        """The augmentation parameters as ``trainers.augmentation.kernels.build_pipeline`` keywords."""
         out = {}
         for key, value in self.augmentation_params.items():
             if key == "crop.min_scale":
@@ -174,7 +174,7 @@ def _augmentations(field: str, value: Any) -> tuple[str, ...]:
 # -- augmentation parameters -----------------------------------------------------------------
 
 
-# One rule per "<augmentation>.<parameter>" (every parameter of `trainers.augment.TUNABLE`), plus
+# One rule per "<augmentation>.<parameter>" (every parameter of `trainers.augmentation.kernels.TUNABLE`), plus
 # `crop.min_scale`: the low end of `crop.scale` as one number, which a sampler can search.
 _AUGMENTATION_RULES: dict[str, Callable[[str, Any], Any]] = {
     "crop.scale": pair(high=1.0),
@@ -268,7 +268,7 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "augmentation_params": _augmentation_params,
     "seed": integer(0),
     "device": _device,
-    "precision": choice(lambda: PRECISIONS),
+    "precision": choice(lambda: AMP_DTYPES),
     "channels_last": boolean,
     "compile": boolean,
     "global_bn": boolean,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainers import distributed
+from trainers.training import distributed
 
 MAHALANOBIS_RIDGE = 1e-3
 

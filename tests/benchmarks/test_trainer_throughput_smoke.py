@@ -45,7 +45,7 @@ def test_smoke_run_writes_every_section(tmp_path):
     assert result["reference_dataloader"]["workers"] >= 1
     assert result["ours"]["compiled"]["augmentation_compiled"] is True
     # (c) timed the trainer's own step, not a copy of it.
-    assert result["ours"]["step_function"] == "trainers.loop.make_step.<locals>.step"
+    assert result["ours"]["step_function"] == "trainers.training.loop.make_step.<locals>.step"
     packing = result["packing"]
     assert [r["k"] for r in packing["results"]] == [1, 2, 4]
     for r in packing["results"]:
@@ -70,7 +70,7 @@ def test_section_c_runs_the_step_that_fit_runs(monkeypatch):
     import torch
 
     from benchmarks import trainer_throughput as bench
-    from trainers import loop
+    from trainers.training import loop
 
     built, stepped = [], []
     real = loop.make_step

@@ -65,7 +65,7 @@ def test_a_checkpoint_cut_short_by_the_kill_is_passed_over(tmp_path):
     import os
 
     from simclr_sweep.resume import latest_checkpoint
-    from trainers.state import save_checkpoint
+    from trainers.training.state import save_checkpoint
 
     whole = tmp_path / "tune" / "trial-t1" / "checkpoint_000001" / "trainer.pt"
     cut = tmp_path / "tune" / "trial-t1" / "checkpoint_000002" / "trainer.pt"
@@ -79,7 +79,7 @@ def test_a_checkpoint_cut_short_by_the_kill_is_passed_over(tmp_path):
 
 
 def _checkpoint(study_dir, trial_id, epoch, knn, experiment="tune"):
-    from trainers.state import save_checkpoint
+    from trainers.training.state import save_checkpoint
 
     path = study_dir / experiment / f"trial-{trial_id}" / f"checkpoint_{epoch:06d}" / "trainer.pt"
     path.parent.mkdir(parents=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from trainers import augment as A
+from trainers.augmentation import kernels as A
 
 # float32 on [0, 1]: torchvision and ours differ only by rounding order.
 TOL = 1e-5
@@ -329,7 +329,7 @@ def test_every_registered_augmentation_is_in_paper_order():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_feeding_and_augmenting_never_synchronise_the_cuda_stream():
-    from trainers.feeder import DeviceFeeder
+    from trainers.data.feeder import DeviceFeeder
 
     feeder = DeviceFeeder(_uint8(256, 32), "cuda")
     g = torch.Generator(device="cuda").manual_seed(0)

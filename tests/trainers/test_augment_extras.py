@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from trainers import augment as A
+from trainers.augmentation import kernels as A
 
 TOL = 1e-5
 CPU = torch.device("cpu")

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from trainers import TrainConfig, fit
-from trainers.baselines import baseline_metrics, checkpoint_embeddings
-from trainers.datasets import load_dataset
-from trainers.evaluate import embed, pca_features
-from trainers.models import build_model
-from trainers.probes import linear_top1
+from trainers.evaluation.baselines import baseline_metrics, checkpoint_embeddings
+from trainers.data.datasets import load_dataset
+from trainers.evaluation.monitors import embed, pca_features
+from trainers.model.networks import build_model
+from trainers.evaluation.probes import linear_top1
 
 SMALL = {"dataset": "shapes", "dataset_size": 400, "backbone": "convnet", "epochs": 1, "batch_size": 100,
          "device": "cpu", "knn_k": 20, "seed": 3}
@@ -53,7 +53,7 @@ def test_checkpoint_embeddings_are_the_trained_models(tmp_path):
     assert arrays["tsne_h"].shape == arrays["tsne_z"].shape == (40, 2)
     assert arrays["z"].shape[1] == cfg.projection_dim
     # h is the trained encoder's: recompute it from the checkpoint's weights.
-    from trainers.state import load_checkpoint
+    from trainers.training.state import load_checkpoint
     model = build_model(cfg)
     model.load_state_dict(load_checkpoint(tmp_path / "last.pt")["model"])
     data = load_dataset("shapes", root="data", download=False, size=400, seed=3)

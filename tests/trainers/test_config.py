@@ -102,7 +102,7 @@ def test_config_error_survives_pickling_between_processes():
 
 
 def test_every_augmentation_parameter_is_an_option_and_nothing_else():
-    from trainers.augment import TUNABLE
+    from trainers.augmentation.kernels import TUNABLE
     from trainers.config import AUGMENTATION_OPTIONS
 
     tunable = {f"{name}.{param}" for name, params in TUNABLE.items() for param in params}
@@ -127,7 +127,7 @@ def test_augmentation_parameters_round_trip_as_their_own_keys_and_reach_the_pipe
 def test_augmentation_parameters_change_the_views():
     import torch
 
-    from trainers.augment import build_pipeline
+    from trainers.augmentation.kernels import build_pipeline
 
     images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     views = {}

@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from trainers import ConfigError, TrainConfig
-from trainers.augment import TUNABLE
+from trainers.augmentation.kernels import TUNABLE
 from trainers.config import AUGMENTATION_OPTIONS
 
 # Wrong for every option: YAML values of a shape no option takes.

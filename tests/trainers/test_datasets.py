@@ -4,8 +4,8 @@ import time
 import pytest
 import torch
 
-from trainers import shapes
-from trainers.datasets import DATASETS, DataSplits, load_dataset
+from trainers.data import shapes
+from trainers.data.datasets import DATASETS, DataSplits, load_dataset
 
 
 def test_unknown_dataset_names_the_choices():

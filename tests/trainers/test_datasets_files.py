@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from trainers import image_files
-from trainers.datasets import load_dataset
+from trainers.data import image_files
+from trainers.data.datasets import load_dataset
 
 
 def _png(path, colour, size=(20, 12)):

@@ -8,7 +8,7 @@ import torchvision.datasets.cifar as tv_cifar
 from PIL import Image
 from torchvision.datasets import CIFAR10, STL10
 
-from trainers.datasets import load_dataset
+from trainers.data.datasets import load_dataset
 
 
 @pytest.fixture

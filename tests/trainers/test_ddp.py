@@ -9,9 +9,9 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from trainers import TrainConfig, fit
-from trainers.distributed import GlobalBatchNorm, convert_global_bn
+from trainers.training.distributed import GlobalBatchNorm, convert_global_bn
 from trainers.losses import contrastive_loss
-from trainers.models import build_model
+from trainers.model.networks import build_model
 
 WORLD = 2
 LOCAL = 4  # rows per rank and view
@@ -121,13 +121,13 @@ def test_fit_under_ddp_reports_on_rank_zero_only_and_ranks_agree(tmp_path):
 
 def _weights_worker(rank: int, store: str, out_dir: str) -> None:
     """fit with global_bn on and off; saves this rank's final model (captured as fit builds it)."""
-    import trainers.loop
+    import trainers.training.loop
 
     _init(rank, store)
     try:
         built = []
-        real = trainers.loop.build_model
-        trainers.loop.build_model = lambda cfg: built.append(real(cfg)) or built[-1]
+        real = trainers.training.loop.build_model
+        trainers.training.loop.build_model = lambda cfg: built.append(real(cfg)) or built[-1]
         results = {}
         for global_bn in (True, False):
             cfg = TrainConfig.from_dict(dict(dataset_size=32, batch_size=16, epochs=1, projection_dim=8,

@@ -4,7 +4,19 @@ import pytest
 import torch
 from torch import nn
 
-from trainers.embeddings import _conditional_p, export_embeddings, kl_divergence, tsne
+from trainers.evaluation.embeddings import _conditional_p, export_embeddings, tsne
+
+
+def kl_divergence(x: torch.Tensor, y: torch.Tensor, *, perplexity: float = 30.0) -> float:
+    """KL(P || Q) of a 2-D embedding `y` of `x`: the quantity t-SNE minimises (the test's yardstick)."""
+    n = x.shape[0]
+    x = x.detach().double().cpu()
+    p = _conditional_p(torch.cdist(x, x) ** 2, perplexity)
+    p = ((p + p.T) / (2 * n)).clamp_min(1e-12)
+    num = (1.0 / (1.0 + torch.cdist(y.double(), y.double()) ** 2)).masked_fill(torch.eye(n, dtype=torch.bool), 0.0)
+    q = (num / num.sum()).clamp_min(1e-12)
+    off = ~torch.eye(n, dtype=torch.bool)
+    return float((p[off] * torch.log(p[off] / q[off])).sum())
 
 
 def _clusters(n=120, d=20, k=3, seed=0):

@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from trainers.datasets import DataSplits
-from trainers.evaluate import (embed, encoder_metrics, feature_metrics, knn_top1, linear_r2, linear_top1,
-                               pca_features, pca_metrics)
+from trainers.data.datasets import DataSplits
+from trainers.evaluation.monitors import embed, encoder_metrics, feature_metrics, knn_top1, pca_features, pca_metrics
+from trainers.evaluation.probes import linear_r2, linear_top1
 
 
 def _knn_reference(bank, bank_labels, query, query_labels, num_classes, k, temperature):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from trainers.feeder import DeviceFeeder
+from trainers.data.feeder import DeviceFeeder
 
 
 def _indexed(n):

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from trainers.finetune import (FinetuneConfig, balanced_subset, finetune_classifier, finetune_segmentation,
+from trainers.evaluation.finetune import (FinetuneConfig, balanced_subset, finetune_classifier, finetune_segmentation,
                                load_segmentation_pairs, mean_iou, spatial_trunk)
 
 

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from trainers import ConfigError, TrainConfig, fit, loop
+from trainers import ConfigError, TrainConfig, fit
+from trainers.training import loop
 
 
 TINY = dict(dataset="shapes", dataset_size=64, backbone="convnet", projection_dim=16, projection_hidden_dim=32,

@@ -6,7 +6,7 @@ import torchvision
 from torch import nn
 
 from trainers import TrainConfig
-from trainers.models import BACKBONES, HEADS, build_model
+from trainers.model.networks import BACKBONES, HEADS, build_model
 
 
 def _params(module: nn.Module) -> int:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainers.optim import LARS, LR_SCALINGS, OPTIMIZERS, build_optimizer, lr_at, param_groups
+from trainers.model.optim import LARS, LR_SCALINGS, OPTIMIZERS, build_optimizer, lr_at, param_groups
 
 
 def _norm(values):

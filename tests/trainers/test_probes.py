@@ -5,8 +5,8 @@ import torch
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import r2_score
 
-from trainers import probes
-from trainers.probes import fit_logistic_lbfgs, fit_logistic_sgd, linear_r2, linear_top1
+from trainers.evaluation import probes
+from trainers.evaluation.probes import fit_logistic_lbfgs, fit_logistic_sgd, linear_r2, linear_top1
 
 
 def _blobs(n, d, k, spread, seed):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from trainers import TrainConfig, fit
-from trainers.state import CheckpointError, load_checkpoint
+from trainers.training.state import CheckpointError, load_checkpoint
 
 
 TINY = dict(dataset="shapes", dataset_size=64, projection_dim=16, projection_hidden_dim=32, epochs=3,

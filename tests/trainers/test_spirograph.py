@@ -5,8 +5,8 @@ import time
 import pytest
 import torch
 
-from trainers import spirograph
-from trainers.datasets import load_dataset
+from trainers.data import spirograph
+from trainers.data.datasets import load_dataset
 
 
 def _reference_image(m, b, h, sigma, fg, bg):

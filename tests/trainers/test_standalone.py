@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from trainers.standalone import CLEAR_LINE, progress_bar, train_main
-from trainers.state import load_checkpoint
+from trainers.training.standalone import CLEAR_LINE, progress_bar, train_main
+from trainers.training.state import load_checkpoint
 
 TINY = dict(dataset_size=48, batch_size=16, epochs=3, projection_dim=8, projection_hidden_dim=16, knn_k=5,
             augmentations="crop,flip,grayscale", optimizer="sgd", lr=0.05)
@@ -27,7 +27,7 @@ def _config(tmp_path: Path, **overrides) -> Path:
 
 
 def _subprocess_train(config: Path, out: Path, resume: bool) -> subprocess.Popen:
-    code = ("import sys; from pathlib import Path; from trainers.standalone import train_main; "
+    code = ("import sys; from pathlib import Path; from trainers.training.standalone import train_main; "
             f"sys.exit(train_main(Path({str(config)!r}), Path({str(out)!r}), {resume}))")
     return subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -108,7 +108,7 @@ def test_resume_without_a_checkpoint_starts_afresh(tmp_path, capsys):
 def test_runs_under_torchrun_with_two_gloo_processes(tmp_path):
     out = tmp_path / "out"
     config = _config(tmp_path, epochs=2)
-    code = (f"import sys; from pathlib import Path; from trainers.standalone import train_main; "
+    code = (f"import sys; from pathlib import Path; from trainers.training.standalone import train_main; "
             f"sys.exit(train_main(Path({str(config)!r}), Path({str(out)!r}), False))")
     script = tmp_path / "run.py"
     script.write_text(code)
@@ -146,7 +146,7 @@ def test_on_a_terminal_a_live_bar_of_the_steps_is_replaced_by_each_epochs_line(t
 
 
 def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
-    from trainers.standalone import read_config
+    from trainers.training.standalone import read_config
     path = tmp_path / "c.yaml"
     path.write_text("lr: 1e-3\nweight_decay: 5E-4\nbatch_size: 16\ndataset: shapes\n")
     assert read_config(path) == {"lr": 0.001, "weight_decay": 0.0005, "batch_size": 16, "dataset": "shapes"}

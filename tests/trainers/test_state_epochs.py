@@ -1,7 +1,7 @@
 """A resumed run may change `epochs` only where that does not change the steps already taken."""
 import pytest
 
-from trainers.state import CheckpointError, check_same_run
+from trainers.training.state import CheckpointError, check_same_run
 
 SAVED = {"epochs": 10, "schedule": "cosine", "lr": 1.0, "eval_every": 1}
 

@@ -4,7 +4,7 @@
   with the probes of ``cfg``: ``random_init`` (the same encoder with its initial weights) and
   ``pca`` (the raw pixels projected on their top principal components).
 - ``checkpoint_embeddings(checkpoint, path)``: h and g(h) of a checkpoint's model for a sample of its
-  test set, with a t-SNE of each (``trainers.embeddings.export_embeddings``).
+  test set, with a t-SNE of each (``trainers.evaluation.embeddings.export_embeddings``).
 """
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import numpy as np
 import torch
 
 from trainers.config import TrainConfig
-from trainers.datasets import DataSplits, load_dataset
-from trainers.embeddings import export_embeddings
-from trainers.evaluate import encoder_metrics, pca_metrics
-from trainers.loop import resolve_device
-from trainers.models import build_model
-from trainers.state import load_checkpoint
+from trainers.data.datasets import DataSplits, load_dataset
+from trainers.evaluation.embeddings import export_embeddings
+from trainers.evaluation.monitors import encoder_metrics, pca_metrics
+from trainers.training.device import resolve_device
+from trainers.model.networks import build_model
+from trainers.training.state import load_checkpoint
 
 BASELINES: tuple[str, ...] = ("random_init", "pca")
 PCA_DIM = 128

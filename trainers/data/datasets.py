@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import torch
 
-from trainers import image_files, shapes, spirograph
+from trainers.data import image_files, shapes, spirograph
 
 Tensor = torch.Tensor
 

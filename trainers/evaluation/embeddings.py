@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainers.evaluate import embed
+from trainers.evaluation.monitors import embed
 
 Tensor = torch.Tensor
 
@@ -77,18 +77,6 @@ def tsne(x: Tensor, *, perplexity: float = 30.0, iterations: int = 750, seed: in
         velocity = momentum * velocity - lr * gains * grad
         y = y + velocity
     return (y - y.mean(dim=0)).float()
-
-
-def kl_divergence(x: Tensor, y: Tensor, *, perplexity: float = 30.0) -> float:
-    """KL(P || Q) of a 2-D embedding `y` of `x`: the quantity t-SNE minimises."""
-    n = x.shape[0]
-    x = x.detach().double().cpu()
-    p = _conditional_p(torch.cdist(x, x) ** 2, perplexity)
-    p = ((p + p.T) / (2 * n)).clamp_min(1e-12)
-    num = (1.0 / (1.0 + torch.cdist(y.double(), y.double()) ** 2)).masked_fill(torch.eye(n, dtype=torch.bool), 0.0)
-    q = (num / num.sum()).clamp_min(1e-12)
-    off = ~torch.eye(n, dtype=torch.bool)
-    return float((p[off] * torch.log(p[off] / q[off])).sum())
 
 
 def export_embeddings(model: nn.Module, images: Tensor, labels: Tensor, path: str | Path, *,

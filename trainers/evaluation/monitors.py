@@ -1,21 +1,18 @@
-"""Evaluation on frozen features: batched embedding, the weighted kNN monitor, the PCA baseline.
-
-The linear probes live in `trainers.probes` and are re-exported here, so that every evaluation
-the loop runs can be imported from one module.
-"""
+"""Evaluation on frozen features: batched embedding, the weighted kNN monitor, the PCA baseline, and
+``evaluate``, the monitors ``fit`` runs after an epoch."""
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
 
-from trainers.datasets import DataSplits
-from trainers.probes import linear_r2, linear_top1
+from trainers.config import TrainConfig
+from trainers.data.datasets import DataSplits
+from trainers.evaluation.probes import linear_r2, linear_top1
+from trainers.model.networks import SimCLRModel
+from trainers.training.device import AMP_DTYPES
 
 Tensor = torch.Tensor
-
-__all__ = ["embed", "encoder_metrics", "feature_metrics", "knn_top1", "linear_r2", "linear_top1",
-           "pca_features", "pca_metrics"]
 
 
 @torch.no_grad()
@@ -154,3 +151,25 @@ def pca_metrics(data: DataSplits, *, dim: int = 128, device: str | torch.device 
     train_feats, test_feats = pca_features(data.train_x, data.test_x, dim=dim, seed=seed, device=device)
     return feature_metrics(train_feats, test_feats, data, knn_k=knn_k, knn_temperature=knn_temperature,
                            linear=linear, seed=seed)
+
+
+def evaluate(model: SimCLRModel, data: DataSplits, cfg: TrainConfig, device: torch.device, *,
+             last: bool) -> dict[str, float]:
+    """Monitors on the representation h, bank = the labelled train split, scored on the held-out split.
+
+    Classification: weighted kNN top-1, and at the last epoch with ``linear_eval`` the linear probe's
+    top-1. Regression (no classes, so no kNN): the ridge probe's mean R^2 at every evaluation.
+    """
+    amp_dtype = AMP_DTYPES[cfg.precision]
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        bank = embed(model.backbone, data.train_x, device=device)
+        query = embed(model.backbone, data.test_x, device=device)
+    if data.task == "regression":
+        r2 = linear_r2(bank, data.train_y, query, data.test_y, target_names=data.target_names, seed=cfg.seed)
+        return {"linear_r2": float(r2["mean"])}
+    out = {"knn_top1": knn_top1(bank, data.train_y, query, data.test_y, num_classes=data.num_classes,
+                                k=cfg.knn_k, temperature=cfg.knn_temperature)}
+    if last and cfg.linear_eval:
+        out["linear_top1"] = linear_top1(bank, data.train_y, query, data.test_y, num_classes=data.num_classes,
+                                         seed=cfg.seed)
+    return out

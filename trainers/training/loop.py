@@ -22,24 +22,22 @@ import torch
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
-from trainers import distributed
-from trainers.augment import build_pipeline
+from trainers.augmentation.pipeline import build_pipeline
 from trainers.config import ConfigError, TrainConfig
-from trainers.datasets import DataSplits, load_dataset
-from trainers.evaluate import embed, knn_top1
-from trainers.feeder import DeviceFeeder
+from trainers.data.datasets import load_dataset
+from trainers.data.feeder import DeviceFeeder
+from trainers.evaluation.monitors import evaluate
 from trainers.losses import contrastive_loss
-from trainers.models import SimCLRModel, build_model
-from trainers.optim import LR_SCALINGS, build_optimizer, lr_at, set_lr
-from trainers.probes import linear_r2, linear_top1
-from trainers.state import check_same_run, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from trainers.model.networks import build_model
+from trainers.model.optim import LR_SCALINGS, build_optimizer, lr_at, set_lr
+from trainers.training import distributed
+from trainers.training.device import AMP_DTYPES, resolve_device
+from trainers.training.state import check_same_run, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 EpochHook = Callable[[int, dict[str, float], Callable[[Path], None]], None]
 # on_step(epoch, step, steps_per_epoch, loss): step counts from 1; loss is the epoch's mean loss at
 # the last check (None before this epoch's first), so the hook never makes the device synchronise.
 StepHook = Callable[[int, int, int, "float | None"], None]
-
-AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # Steps between two reads of the loss (a device -> host synchronisation, plus an all_reduce under
 # DDP). A diverged run stops at the first check after its loss stops being finite: at most
@@ -187,45 +185,6 @@ def compiles_augmentation(cfg: TrainConfig, device: torch.device) -> bool:
     """``cfg.compile`` compiles the augmentation's deterministic half too, but on CUDA only: on the
     CPU inductor ran it slower than eager and took ~30 s to build (see ``build_pipeline``)."""
     return cfg.compile and device.type == "cuda"
-
-
-def evaluate(model: SimCLRModel, data: DataSplits, cfg: TrainConfig, device: torch.device, *,
-             last: bool) -> dict[str, float]:
-    """Monitors on the representation h, bank = the labelled train split, scored on the held-out split.
-
-    Classification: weighted kNN top-1, and at the last epoch with ``linear_eval`` the linear probe's
-    top-1. Regression (no classes, so no kNN): the ridge probe's mean R^2 at every evaluation.
-    """
-    amp_dtype = AMP_DTYPES[cfg.precision]
-    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        bank = embed(model.backbone, data.train_x, device=device)
-        query = embed(model.backbone, data.test_x, device=device)
-    if data.task == "regression":
-        r2 = linear_r2(bank, data.train_y, query, data.test_y, target_names=data.target_names, seed=cfg.seed)
-        return {"linear_r2": float(r2["mean"])}
-    out = {"knn_top1": knn_top1(bank, data.train_y, query, data.test_y, num_classes=data.num_classes,
-                                k=cfg.knn_k, temperature=cfg.knn_temperature)}
-    if last and cfg.linear_eval:
-        out["linear_top1"] = linear_top1(bank, data.train_y, query, data.test_y, num_classes=data.num_classes,
-                                         seed=cfg.seed)
-    return out
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: this rank's GPU when there is one, else the CPU; an unavailable device is refused."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device", f"{name} is not available on this machine (use auto or cpu)")
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device", f"{name} is not available on this machine (use auto or cpu)")
-    return device
 
 
 def _evaluates(cfg: TrainConfig, epoch: int) -> bool:

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 import yaml
 
-from trainers import distributed
+from trainers.training import distributed
 from trainers.config import ConfigError, TrainConfig
-from trainers.loop import fit
-from trainers.state import CheckpointError
+from trainers.training.loop import fit
+from trainers.training.state import CheckpointError
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.image_files import read_image
+from trainers.data.image_files import read_image
 
 Tensor = torch.Tensor
 Augment = Callable[[Tensor, torch.Generator], Tensor]

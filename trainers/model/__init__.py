@@ -1,0 +1,1 @@
+"""The network (backbones, stems, projection heads) and its optimiser and schedules."""
