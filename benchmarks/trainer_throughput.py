@@ -48,13 +48,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from trainers.training import loop  # noqa: E402
-from trainers.augmentation.kernels import SIMCLR_AUGMENTATIONS, blur_kernel_size_for, build_pipeline  # noqa: E402
+from study_files.vocabulary import SIMCLR_AUGMENTATIONS  # noqa: E402
+from trainers.augmentation.kernels import blur_kernel_size_for  # noqa: E402
+from trainers.augmentation.pipeline import build_pipeline  # noqa: E402
 from trainers.config import TrainConfig  # noqa: E402
 from trainers.data.feeder import DeviceFeeder  # noqa: E402
-from trainers.training.device import AMP_DTYPES  # noqa: E402
 from trainers.model.networks import build_model  # noqa: E402
 from trainers.model.optim import build_optimizer  # noqa: E402
+from trainers.training import loop  # noqa: E402
+from trainers.training.device import AMP_DTYPES  # noqa: E402
 
 TEMPERATURE = 0.5
 COLOR_JITTER_STRENGTH = 0.5  # SimCLR's CIFAR-10 setting
@@ -179,7 +181,7 @@ def _forever(feeder: DeviceFeeder, batch_size: int, generator: torch.Generator) 
 def _pipeline(setup: Setup, compiled: bool):
     cfg = _config(setup)
     return build_pipeline(cfg.augmentations, image_size=setup.image_size,
-                          compile=setup.compile_backend if compiled else False, **cfg.pipeline_params())
+                          params=cfg.augmentation_params, compile=setup.compile_backend if compiled else False)
 
 
 def _our_step(setup: Setup, device: torch.device, trainer: _Trainer, net: torch.nn.Module, *,

@@ -7,10 +7,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from trainers.checks import (
-    ConfigError, at_most, closest, boolean, choice, integer, number, odd_size, pair, shown, string, type_name, unit,
-)
-from trainers.augmentation.kernels import AUGMENTATIONS, INTERPOLATIONS, PAPER_ORDER, SIMCLR_AUGMENTATIONS, TUNABLE
+from study_files.vocabulary import SIMCLR_AUGMENTATIONS
+from trainers.augmentation.kernels import AUGMENTATIONS, PAPER_ORDER, Param
+from trainers.checks import ConfigError, boolean, choice, closest, integer, number, shown, string, type_name
 from trainers.data.datasets import DATASETS
 from trainers.losses import LOSSES, SIMILARITIES
 from trainers.model.networks import BACKBONES, HEADS, STEMS
@@ -28,9 +27,10 @@ class TrainConfig:
     ``projection_hidden_dim`` the representation's size; ``eval_every: 0`` evaluates only at the end.
 
     Each augmentation's own parameters are options named ``<augmentation>.<parameter>``
-    (``color_jitter.strength: 0.5``, ``blur.sigma: [0.1, 2.0]``, ``crop.min_scale: 0.3``; the list is
-    ``AUGMENTATION_OPTIONS``). ``from_dict`` takes them beside the fields and ``to_dict`` gives them
-    back the same way; inside they are the ``augmentation_params`` mapping.
+    (``color_jitter.strength: 0.5``, ``blur.sigma: [0.1, 2.0]``, ``crop.min_scale: 0.3``), declared
+    with their kernel in ``trainers.augmentation.kernels``. ``from_dict`` takes them beside the fields
+    and ``to_dict`` gives them back the same way; inside they are the ``augmentation_params`` mapping,
+    which ``build_pipeline`` takes as it is.
     """
 
     # data
@@ -85,8 +85,7 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     """Run the model through ``torch.compile``. On a CUDA device the augmentation pipeline's
-    deterministic half is compiled too; on the CPU only the model is (inductor was slower than eager
-    there for the augmentations)."""
+    deterministic half is compiled too; on the CPU only the model is (see benchmarks/results)."""
     global_bn: bool = True
     # evaluation
     eval_every: int = 1
@@ -112,7 +111,7 @@ class TrainConfig:
             augmentation_params = dict(_augmentation_mapping("augmentation_params", values["augmentation_params"]))
         for key, value in values.items():
             if isinstance(key, str) and "." in key:
-                if key not in AUGMENTATION_OPTIONS:
+                if _declared(key) is None:
                     raise ConfigError(key, f"unknown augmentation parameter; {_augmentation_hint(key)}")
                 augmentation_params[key] = value
             elif key not in names:
@@ -126,7 +125,7 @@ class TrainConfig:
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
         """Every key ``from_dict`` takes: the fields, then the augmentation parameters."""
-        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "augmentation_params") + AUGMENTATION_OPTIONS
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "augmentation_params") + _OPTIONS
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (``augmentations`` as a list, augmentation parameters as their own
@@ -135,16 +134,6 @@ class TrainConfig:
         out["augmentations"] = list(self.augmentations)
         for key, value in self.augmentation_params.items():
             out[key] = list(value) if isinstance(value, tuple) else value
-        return out
-
-    def pipeline_params(self) -> dict[str, Any]:
-        """The augmentation parameters as ``trainers.augmentation.kernels.build_pipeline`` keywords."""
-        out = {}
-        for key, value in self.augmentation_params.items():
-            if key == "crop.min_scale":
-                out["crop_scale"] = (value, 1.0)
-            else:
-                out[key.replace(".", "_", 1)] = value
         return out
 
 
@@ -174,45 +163,24 @@ def _augmentations(field: str, value: Any) -> tuple[str, ...]:
 # -- augmentation parameters -----------------------------------------------------------------
 
 
-# One rule per "<augmentation>.<parameter>" (every parameter of `trainers.augmentation.kernels.TUNABLE`), plus
-# `crop.min_scale`: the low end of `crop.scale` as one number, which a sampler can search.
-_AUGMENTATION_RULES: dict[str, Callable[[str, Any], Any]] = {
-    "crop.scale": pair(high=1.0),
-    "crop.min_scale": number(0.0, inclusive=False, high=1.0),
-    "crop.ratio": pair(),
-    "crop.interpolation": choice(lambda: INTERPOLATIONS),
-    "flip.p": unit,
-    "color_jitter.strength": number(0.0, inclusive=True),
-    "color_jitter.p": unit,
-    "grayscale.p": unit,
-    "blur.p": unit,
-    "blur.sigma": pair(),
-    "blur.kernel_size": odd_size,
-    "rotate.p": unit,
-    "rotate.degrees": at_most(180.0),
-    "brightness.p": unit,
-    "brightness.max_delta": unit,
-    "invert.p": unit,
-    "solarize.p": unit,
-    "solarize.threshold": unit,
-    "gaussian_noise.p": unit,
-    "gaussian_noise.std": number(0.0, inclusive=True),
-    "salt_and_pepper.p": unit,
-    "salt_and_pepper.amount": unit,
-    "cutout.p": unit,
-    "cutout.size": unit,
-}
-AUGMENTATION_OPTIONS: tuple[str, ...] = tuple(_AUGMENTATION_RULES)
+# Every "<augmentation>.<parameter>" an augmentation declares, in PAPER_ORDER.
+_OPTIONS: tuple[str, ...] = tuple(f"{name}.{param}" for name in PAPER_ORDER for param in AUGMENTATIONS[name].params)
+
+
+def _declared(key: Any) -> Param | None:
+    """The declaration (``Param``) of an "<augmentation>.<parameter>" key, None for any other key."""
+    name, _, param = str(key).partition(".")
+    return AUGMENTATIONS[name].params.get(param) if name in AUGMENTATIONS else None
 
 
 def _augmentation_hint(key: str) -> str:
     name = key.split(".", 1)[0]
-    if name not in TUNABLE:
-        close = closest(key, AUGMENTATION_OPTIONS, cutoff=0.8)
+    if name not in AUGMENTATIONS:
+        close = closest(key, _OPTIONS, cutoff=0.8)
         if close:
             return f"did you mean {close!r}?"
         return f"expected <augmentation>.<parameter> with an augmentation of {', '.join(PAPER_ORDER)}"
-    own = [o for o in AUGMENTATION_OPTIONS if o.startswith(name + ".")]
+    own = [o for o in _OPTIONS if o.startswith(name + ".")]
     if not own:
         return f"{name} has no parameters"
     close = closest(key, own)
@@ -229,9 +197,10 @@ def _augmentation_params(field: str, value: Any) -> dict[str, Any]:
     value = _augmentation_mapping(field, value)
     out = {}
     for key in sorted(value, key=str):
-        if key not in _AUGMENTATION_RULES:
+        declared = _declared(key)
+        if declared is None:
             raise ConfigError(str(key), f"unknown augmentation parameter; {_augmentation_hint(str(key))}")
-        out[key] = _AUGMENTATION_RULES[key](key, value[key])
+        out[key] = declared.rule(key, value[key])
     if "crop.scale" in out and "crop.min_scale" in out:
         raise ConfigError("crop.min_scale", "give crop.scale or crop.min_scale, not both")
     return out

@@ -8,6 +8,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from trainers.augmentation import kernels as A
+from trainers.augmentation.pipeline import build_pipeline
 
 # float32 on [0, 1]: torchvision and ours differ only by rounding order.
 TOL = 1e-5
@@ -27,7 +28,7 @@ def _images(n=16, side=32, seed=1):
 @pytest.mark.parametrize("side, size", [(32, 32), (64, 24), (40, 56)])
 def test_crop_matches_torchvision_resized_crop(interpolation, side, size):
     x = _images(12, side)
-    p = A._crop_params(x.shape, _gen(), x.device)
+    p = A.crop.draw(x.shape, _gen(), x.device)
     out = A._crop_apply(x, **p, image_size=size, interpolation=interpolation)
     mode = TF.InterpolationMode[interpolation.upper()]
     for i in range(12):
@@ -44,7 +45,7 @@ def test_crop_always_outputs_image_size(side, size):
 
 def test_crop_boxes_lie_inside_the_image_with_declared_area_and_aspect():
     h, w = 224, 160
-    p = A._crop_params((5000, 3, h, w), _gen(), torch.device("cpu"))
+    p = A.crop.draw((5000, 3, h, w), _gen(), torch.device("cpu"))
     assert (p["top"] >= 0).all() and (p["top"] + p["height"] <= h).all()
     assert (p["left"] >= 0).all() and (p["left"] + p["width"] <= w).all()
     area = (p["height"] * p["width"]).double() / (h * w)
@@ -73,7 +74,7 @@ def _analytic_area(a=0.08, b=1.0, tries=10, below=0.3):
 
 def test_crop_area_fraction_mean_matches_the_analytic_value():
     n, side = 40_000, 224
-    p = A._crop_params((n, 3, side, side), _gen(3), torch.device("cpu"))
+    p = A.crop.draw((n, 3, side, side), _gen(3), torch.device("cpu"))
     area = (p["height"] * p["width"]).double() / side ** 2
     mean, p_small = _analytic_area()
     # sd of the mean ~ 0.27 / sqrt(40000) = 0.0014; pixel rounding adds < 0.002.
@@ -105,7 +106,7 @@ def test_crop_aspect_ratio_of_accepted_crops_has_the_sampler_distribution(height
     from scipy.stats import kstest
 
     # A large image makes the rounding of boxes to whole pixels negligible (< 1.2e-3 in log ratio).
-    p = A._crop_params((20_000, 3, height, width), _gen(8), torch.device("cpu"))
+    p = A.crop.draw((20_000, 3, height, width), _gen(8), torch.device("cpu"))
     accepted = ~((p["height"] == height) & (p["width"] == width))  # the fallback is the whole image
     assert accepted.double().mean() > 0.999
     log_ratio = torch.log(p["width"][accepted].double() / p["height"][accepted].double()).numpy()
@@ -120,7 +121,7 @@ def test_crop_aspect_ratio_of_accepted_crops_has_the_sampler_distribution(height
 
 def test_flip_matches_torchvision_hflip():
     x = _images(16)
-    p = A._flip_params(x.shape, _gen(), x.device)
+    p = A.flip.draw(x.shape, _gen(), x.device)
     out = A._flip_apply(x, **p)
     for i in range(16):
         ref = TF.horizontal_flip(x[i]) if p["flipped"][i] else x[i]
@@ -128,7 +129,7 @@ def test_flip_matches_torchvision_hflip():
 
 
 def test_flip_rate_is_one_half():
-    rate = A._flip_params((20_000, 3, 1, 1), _gen(), torch.device("cpu"))["flipped"].double().mean().item()
+    rate = A.flip.draw((20_000, 3, 1, 1), _gen(), torch.device("cpu"))["flipped"].double().mean().item()
     assert abs(rate - 0.5) < 0.02  # 5.6 sd
 
 
@@ -139,7 +140,7 @@ _TV_COLOR = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.
 
 def _assert_jitter_matches_torchvision(x, strength=1.0):
     """Ours against torchvision's four adjust_* applied one image at a time in the drawn order."""
-    p = A._color_jitter_params(x.shape, _gen(), x.device, strength=strength)
+    p = A.color_jitter.draw(x.shape, _gen(), x.device, strength=strength)
     out = A._color_jitter_apply(x, **p)
     for i in range(len(x)):
         ref = x[i]
@@ -157,7 +158,7 @@ def test_color_jitter_matches_torchvision_in_the_drawn_order(strength):
 
 def test_color_jitter_draws_the_paper_ranges_and_rates():
     n, s = 20_000, 1.0
-    p = A._color_jitter_params((n, 3, 1, 1), _gen(), torch.device("cpu"), strength=s)
+    p = A.color_jitter.draw((n, 3, 1, 1), _gen(), torch.device("cpu"), strength=s)
     assert abs(p["applied"].double().mean().item() - 0.8) < 0.02
     f = p["factors"]
     assert f.min() >= 1 - 0.8 * s and f.max() <= 1 + 0.8 * s
@@ -174,7 +175,7 @@ def test_color_jitter_orders_are_uniform_over_the_24_permutations():
     from scipy.stats import chisquare
 
     n = 24_000
-    order = A._color_jitter_params((n, 3, 1, 1), _gen(5), torch.device("cpu"))["order"]
+    order = A.color_jitter.draw((n, 3, 1, 1), _gen(5), torch.device("cpu"))["order"]
     code = (order * torch.tensor([64, 16, 4, 1])).sum(dim=1)  # one integer per permutation
     counts = torch.unique(code, return_counts=True)[1]
     assert len(counts) == 24
@@ -194,7 +195,7 @@ def test_color_jitter_keeps_values_in_unit_range():
 
 def test_grayscale_matches_torchvision_rgb_to_grayscale():
     x = _images(16)
-    p = A._grayscale_params(x.shape, _gen(), x.device, p=0.5)
+    p = A.grayscale.draw(x.shape, _gen(), x.device, p=0.5)
     out = A._grayscale_apply(x, **p)
     for i in range(16):
         ref = TF.rgb_to_grayscale(x[i], num_output_channels=3) if p["grey"][i] else x[i]
@@ -202,7 +203,7 @@ def test_grayscale_matches_torchvision_rgb_to_grayscale():
 
 
 def test_grayscale_rate_is_one_fifth():
-    rate = A._grayscale_params((20_000, 3, 1, 1), _gen(), torch.device("cpu"))["grey"].double().mean().item()
+    rate = A.grayscale.draw((20_000, 3, 1, 1), _gen(), torch.device("cpu"))["grey"].double().mean().item()
     assert abs(rate - 0.2) < 0.015  # 5.3 sd
 
 
@@ -211,7 +212,7 @@ def test_grayscale_rate_is_one_fifth():
 @pytest.mark.parametrize("side", [32, 96])
 def test_blur_matches_torchvision_gaussian_blur(side):
     x = _images(8, side)
-    p = A._blur_params(x.shape, _gen(), x.device)
+    p = A.blur.draw(x.shape, _gen(), x.device)
     k = A.blur_kernel_size_for(side)
     out = A._blur_apply(x, **p, kernel_size=k)
     for i in range(8):
@@ -224,7 +225,7 @@ def test_blur_kernel_is_ten_percent_of_the_side_and_odd():
 
 
 def test_blur_rate_and_sigma_distribution():
-    p = A._blur_params((20_000, 3, 1, 1), _gen(), torch.device("cpu"))
+    p = A.blur.draw((20_000, 3, 1, 1), _gen(), torch.device("cpu"))
     assert abs(p["blurred"].double().mean().item() - 0.5) < 0.02
     sigma = p["sigma"]
     assert sigma.min() >= 0.1 and sigma.max() <= 2.0
@@ -234,7 +235,7 @@ def test_blur_rate_and_sigma_distribution():
 def test_blur_sigma_is_uniform_on_the_declared_range():
     from scipy.stats import kstest
 
-    sigma = A._blur_params((20_000, 3, 1, 1), _gen(9), torch.device("cpu"), sigma=(0.1, 2.0))["sigma"]
+    sigma = A.blur.draw((20_000, 3, 1, 1), _gen(9), torch.device("cpu"), sigma=(0.1, 2.0))["sigma"]
     # Against U(0.1, 2.0); a false alarm once in 1000 seeds (the seed is fixed).
     assert kstest(sigma.double().numpy(), "uniform", args=(0.1, 1.9)).pvalue > 1e-3
     # The test has the power to see a range off by 5%.
@@ -248,7 +249,7 @@ def _uint8(n=8, side=32, seed=2):
 
 
 def test_pipeline_is_deterministic_given_the_generator():
-    fn = A.build_pipeline(A.PAPER_ORDER, image_size=32)
+    fn = build_pipeline(A.PAPER_ORDER, image_size=32)
     batch = _uint8()
     torch.testing.assert_close(fn(batch, _gen(7)), fn(batch, _gen(7)), atol=0, rtol=0)
     assert not torch.equal(fn(batch, _gen(7)), fn(batch, _gen(8)))
@@ -256,8 +257,8 @@ def test_pipeline_is_deterministic_given_the_generator():
 
 def test_pipeline_applies_in_paper_order_whatever_the_given_order():
     batch = _uint8()
-    a = A.build_pipeline(["blur", "crop", "color_jitter"], image_size=24)(batch, _gen(3))
-    b = A.build_pipeline("crop,color_jitter,blur", image_size=24)(batch, _gen(3))
+    a = build_pipeline(["blur", "crop", "color_jitter"], image_size=24)(batch, _gen(3))
+    b = build_pipeline("crop,color_jitter,blur", image_size=24)(batch, _gen(3))
     torch.testing.assert_close(a, b, atol=0, rtol=0)
     g = _gen(3)
     x = A.crop(batch.float() / 255, g, image_size=24)
@@ -268,7 +269,7 @@ def test_pipeline_applies_in_paper_order_whatever_the_given_order():
 
 def test_pipeline_without_augmentations_returns_the_float_batch():
     batch = _uint8()
-    out = A.build_pipeline([], image_size=32)(batch, _gen())
+    out = build_pipeline([], image_size=32)(batch, _gen())
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, batch.float() / 255, atol=0, rtol=0)
 
@@ -277,28 +278,28 @@ def test_pipeline_output_is_image_size_in_unit_range_and_leaves_input_alone():
     batch = _uint8(side=40)
     before = batch.clone()
     for names in (A.SIMCLR_AUGMENTATIONS, A.PAPER_ORDER[:-1], ["flip"], ["crop"]):
-        out = A.build_pipeline(names, image_size=32)(batch, _gen())
+        out = build_pipeline(names, image_size=32)(batch, _gen())
         assert out.shape == (8, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
     assert torch.equal(batch, before)
 
 
 def test_pipeline_passes_parameters_by_augmentation_prefix():
     batch = _uint8()
-    never = A.build_pipeline(["flip", "grayscale"], image_size=32, flip_p=0.0, grayscale_p=0.0)
+    never = build_pipeline(["flip", "grayscale"], image_size=32, params={"flip.p": 0.0, "grayscale.p": 0.0})
     torch.testing.assert_close(never(batch, _gen()), batch.float() / 255, atol=0, rtol=0)
-    always = A.build_pipeline(["flip"], image_size=32, flip_p=1.0)
+    always = build_pipeline(["flip"], image_size=32, params={"flip.p": 1.0})
     torch.testing.assert_close(always(batch, _gen()), batch.float().flip(-1) / 255, atol=0, rtol=0)
 
 
 def test_pipeline_refuses_unknown_names_and_parameters():
     with pytest.raises(ValueError, match=r"'cropp'.*crop, flip"):
-        A.build_pipeline(["cropp"], image_size=32)
-    with pytest.raises(ValueError, match=r"'flip_q'.*flip_p"):
-        A.build_pipeline(["flip"], image_size=32, flip_q=0.1)
+        build_pipeline(["cropp"], image_size=32)
+    with pytest.raises(ValueError, match=r"'flip\.q'.*flip\.p"):
+        build_pipeline(["flip"], image_size=32, params={"flip.q": 0.1})
 
 
 # Keyword arguments that make each augmentation act on every image (p = 1 where it has a p).
-_ACT = {name: {"p": 1.0} if "p" in A.TUNABLE[name] else {} for name in A.AUGMENTATIONS}
+_ACT = {name: {"p": 1.0} if "p" in A.AUGMENTATIONS[name].params else {} for name in A.AUGMENTATIONS}
 _ACT["crop"] = {"image_size": 24}
 
 
@@ -333,7 +334,7 @@ def test_feeding_and_augmenting_never_synchronise_the_cuda_stream():
 
     feeder = DeviceFeeder(_uint8(256, 32), "cuda")
     g = torch.Generator(device="cuda").manual_seed(0)
-    fn = A.build_pipeline(A.PAPER_ORDER, image_size=24)
+    fn = build_pipeline(A.PAPER_ORDER, image_size=24)
     fn(next(feeder.batches(64, g)), g)  # first call makes the per-device constants
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")  # any host-device synchronisation now raises
@@ -345,21 +346,21 @@ def test_feeding_and_augmenting_never_synchronise_the_cuda_stream():
 
 
 def test_pipeline_without_crop_resizes_to_image_size_before_drawing():
-    out = A.build_pipeline(["flip", "cutout"], image_size=24)(_uint8(side=40), _gen())
+    out = build_pipeline(["flip", "cutout"], image_size=24)(_uint8(side=40), _gen())
     assert out.shape == (8, 3, 24, 24)
 
 
 def test_pipeline_refuses_bad_crop_interpolation_and_blur_kernel_at_build_time():
-    with pytest.raises(ValueError, match="crop_interpolation"):
-        A.build_pipeline(["crop"], image_size=32, crop_interpolation="nearest")
-    with pytest.raises(ValueError, match="blur_kernel_size"):
-        A.build_pipeline(["blur"], image_size=32, blur_kernel_size=4)
+    with pytest.raises(ValueError, match=r"crop\.interpolation"):
+        build_pipeline(["crop"], image_size=32, params={"crop.interpolation": "nearest"})
+    with pytest.raises(ValueError, match=r"blur\.kernel_size"):
+        build_pipeline(["blur"], image_size=32, params={"blur.kernel_size": 4})
 
 
 def test_compiled_pipeline_matches_the_eager_one():
     batch = _uint8(16)
-    eager = A.build_pipeline(A.SIMCLR_AUGMENTATIONS, image_size=32, color_jitter_strength=0.5)
+    eager = build_pipeline(A.SIMCLR_AUGMENTATIONS, image_size=32, params={"color_jitter.strength": 0.5})
     # aot_eager traces the same graph as inductor without a C++ build: seconds, not minutes, on a CPU.
-    compiled = A.build_pipeline(A.SIMCLR_AUGMENTATIONS, image_size=32, color_jitter_strength=0.5,
+    compiled = build_pipeline(A.SIMCLR_AUGMENTATIONS, image_size=32, params={"color_jitter.strength": 0.5},
                                 compile="aot_eager")
     torch.testing.assert_close(compiled(batch, _gen(4)), eager(batch, _gen(4)), atol=TOL, rtol=0)

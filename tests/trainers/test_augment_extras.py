@@ -8,6 +8,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from trainers.augmentation import kernels as A
+from trainers.augmentation.pipeline import build_pipeline
 
 TOL = 1e-5
 CPU = torch.device("cpu")
@@ -26,7 +27,7 @@ def _images(n=16, h=32, w=32, seed=1):
 @pytest.mark.parametrize("h, w", [(32, 32), (24, 40)])
 def test_rotate_matches_torchvision_rotate(h, w):
     x = _images(12, h, w)
-    p = A._rotate_params(x.shape, _gen(), CPU, p=0.7, degrees=60.0)
+    p = A.rotate.draw(x.shape, _gen(), CPU, p=0.7, degrees=60.0)
     out = A._rotate_apply(x, **p)
     for i in range(12):
         ref = x[i]
@@ -37,7 +38,7 @@ def test_rotate_matches_torchvision_rotate(h, w):
 
 
 def test_rotate_angles_are_uniform_in_the_declared_range():
-    p = A._rotate_params((20_000, 3, 1, 1), _gen(), CPU, degrees=30.0)
+    p = A.rotate.draw((20_000, 3, 1, 1), _gen(), CPU, degrees=30.0)
     angle = p["angle"]
     assert angle.abs().max() <= 30.0 and abs(angle.mean().item()) < 0.5  # sd of mean 0.12
     assert abs(angle.std().item() - 30 / math.sqrt(3)) < 0.5
@@ -84,7 +85,7 @@ def test_brightness_delta_is_uniform_when_applied():
 
 
 def test_brightness_delta_distribution():
-    delta = A._brightness_params((20_000, 3, 1, 1), _gen(), CPU, p=0.8, max_delta=0.4)["delta"]
+    delta = A.brightness.draw((20_000, 3, 1, 1), _gen(), CPU, p=0.8, max_delta=0.4)["delta"]
     applied = delta != 0
     assert abs(applied.double().mean().item() - 0.8) < 0.02
     assert delta.abs().max() <= 0.4 and abs(delta[applied].mean().item()) < 0.01  # sd of mean 0.0018
@@ -95,7 +96,7 @@ def test_brightness_delta_distribution():
 
 def test_invert_matches_torchvision_invert():
     x = _images()
-    p = A._invert_params(x.shape, _gen(), CPU)
+    p = A.invert.draw(x.shape, _gen(), CPU)
     out = A._invert_apply(x, **p)
     for i in range(16):
         torch.testing.assert_close(out[i], TF.invert(x[i]) if p["inverted"][i] else x[i], atol=0, rtol=0)
@@ -104,7 +105,7 @@ def test_invert_matches_torchvision_invert():
 @pytest.mark.parametrize("threshold", [0.3, 0.5])
 def test_solarize_matches_torchvision_solarize(threshold):
     x = _images()
-    p = A._solarize_params(x.shape, _gen(), CPU, p=0.5)
+    p = A.solarize.draw(x.shape, _gen(), CPU, p=0.5)
     out = A._solarize_apply(x, **p, threshold=threshold)
     for i in range(16):
         ref = TF.solarize(x[i], threshold) if p["solarized"][i] else x[i]
@@ -112,8 +113,8 @@ def test_solarize_matches_torchvision_solarize(threshold):
 
 
 def test_invert_and_solarize_rates():
-    assert abs(A._invert_params((20_000, 3, 1, 1), _gen(), CPU)["inverted"].double().mean().item() - 0.5) < 0.02
-    assert abs(A._solarize_params((20_000, 3, 1, 1), _gen(), CPU)["solarized"].double().mean().item() - 0.2) < 0.015
+    assert abs(A.invert.draw((20_000, 3, 1, 1), _gen(), CPU)["inverted"].double().mean().item() - 0.5) < 0.02
+    assert abs(A.solarize.draw((20_000, 3, 1, 1), _gen(), CPU)["solarized"].double().mean().item() - 0.2) < 0.015
 
 
 # --- gaussian_noise ------------------------------------------------------------------------------
@@ -154,7 +155,7 @@ def test_gaussian_noise_has_the_declared_standard_deviation():
     out = A.gaussian_noise(grey, _gen(), p=1.0, std=0.1)
     # 614k values: sd of the mean 1.3e-4; clipping at 5 sd is negligible.
     assert abs(out.mean().item() - 0.5) < 1e-3 and abs(out.std().item() - 0.1) < 1e-3
-    rate = A._gaussian_noise_params((20_000, 1, 1, 1), _gen(), CPU)["noisy"].double().mean()
+    rate = A.gaussian_noise.draw((20_000, 1, 1, 1), _gen(), CPU)["noisy"].double().mean()
     assert abs(rate.item() - 0.5) < 0.02
 
 
@@ -162,7 +163,7 @@ def test_gaussian_noise_has_the_declared_standard_deviation():
 
 def test_salt_and_pepper_matches_a_float64_reference():
     x = _images()
-    p = A._salt_and_pepper_params(x.shape, _gen(), CPU)
+    p = A.salt_and_pepper.draw(x.shape, _gen(), CPU)
     out = A._salt_and_pepper_apply(x, **p, amount=0.2)
     ref = x.double().clone()
     for i in range(16):
@@ -194,7 +195,7 @@ def test_salt_and_pepper_hits_each_image_with_probability_p():
 
 def test_cutout_matches_a_float64_reference():
     x = _images(16, 20, 28)
-    p = A._cutout_params(x.shape, _gen(), CPU, p=0.7)
+    p = A.cutout.draw(x.shape, _gen(), CPU, p=0.7)
     out = A._cutout_apply(x, **p, size=0.4)
     side = int(0.4 * 20)
     ref = x.double().clone()
@@ -217,7 +218,7 @@ def test_cutout_erases_the_analytic_mean_area():
     erased = 1 - out.mean(dim=(1, 2, 3))
     expected = _expected_clipped_length(32, 16) ** 2 / 32 ** 2
     assert abs(erased.mean().item() - expected) < 0.003  # sd of mean ~ 5e-4
-    rate = (A._cutout_params((n, 1, 32, 32), _gen(), CPU)["cut"]).double().mean().item()
+    rate = (A.cutout.draw((n, 1, 32, 32), _gen(), CPU)["cut"]).double().mean().item()
     assert abs(rate - 0.5) < 0.02
 
 
@@ -243,15 +244,16 @@ def test_standardize_gives_zero_mean_unit_variance_per_image():
 
 def test_every_augmentation_runs_in_one_pipeline_with_parameters_from_yaml_names():
     batch = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=_gen())
-    fn = A.build_pipeline(A.PAPER_ORDER, image_size=24, rotate_degrees=10.0, cutout_size=0.25,
-                          salt_and_pepper_amount=0.02, gaussian_noise_std=0.05, solarize_threshold=0.6,
-                          brightness_max_delta=0.2, blur_sigma=(0.5, 1.0), crop_interpolation="bicubic")
+    fn = build_pipeline(A.PAPER_ORDER, image_size=24, params={
+        "rotate.degrees": 10.0, "cutout.size": 0.25, "salt_and_pepper.amount": 0.02, "gaussian_noise.std": 0.05,
+        "solarize.threshold": 0.6, "brightness.max_delta": 0.2, "blur.sigma": (0.5, 1.0),
+        "crop.interpolation": "bicubic"})
     out = fn(batch, _gen(3))
     assert out.shape == (8, 3, 24, 24) and torch.isfinite(out).all()
     torch.testing.assert_close(out, fn(batch, _gen(3)), atol=0, rtol=0)
 
 
-def test_augmentation_params_lists_every_documented_parameter():
-    doc = A.__doc__
-    for key in A.AUGMENTATION_PARAMS:
-        assert f"\n{key} " in doc, key
+def test_every_declared_parameter_is_documented_in_one_line():
+    for name, augmentation in A.AUGMENTATIONS.items():
+        for key, param in augmentation.params.items():
+            assert param.meaning and "\n" not in param.meaning, f"{name}.{key}"

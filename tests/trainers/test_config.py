@@ -102,12 +102,11 @@ def test_config_error_survives_pickling_between_processes():
 
 
 def test_every_augmentation_parameter_is_an_option_and_nothing_else():
-    from trainers.augmentation.kernels import TUNABLE
-    from trainers.config import AUGMENTATION_OPTIONS
+    from trainers.augmentation.kernels import AUGMENTATIONS
 
-    tunable = {f"{name}.{param}" for name, params in TUNABLE.items() for param in params}
-    assert set(AUGMENTATION_OPTIONS) == tunable | {"crop.min_scale"}
-    assert set(AUGMENTATION_OPTIONS) <= set(TrainConfig.option_names())
+    declared = {f"{name}.{param}" for name, augmentation in AUGMENTATIONS.items() for param in augmentation.params}
+    options = {name for name in TrainConfig.option_names() if "." in name}
+    assert options == declared | {"crop.min_scale"}
     assert "augmentation_params" not in TrainConfig.option_names()
 
 
@@ -118,8 +117,9 @@ def test_augmentation_parameters_round_trip_as_their_own_keys_and_reach_the_pipe
     assert {k: out[k] for k in out if "." in k} == {
         "blur.sigma": [0.1, 1.0], "color_jitter.strength": 0.5, "crop.interpolation": "bicubic", "crop.min_scale": 0.3}
     assert TrainConfig.from_dict(out) == cfg
-    assert cfg.pipeline_params() == {"blur_sigma": (0.1, 1.0), "color_jitter_strength": 0.5,
-                                     "crop_interpolation": "bicubic", "crop_scale": (0.3, 1.0)}
+    # The pipeline takes these keys as they are: no renaming on the way to the kernel.
+    assert cfg.augmentation_params == {"blur.sigma": (0.1, 1.0), "color_jitter.strength": 0.5,
+                                       "crop.interpolation": "bicubic", "crop.min_scale": 0.3}
     # The tables keep a pair as "low,high"; a resume hands that string back.
     assert TrainConfig.from_dict({"blur.sigma": "0.1,1.0"}).augmentation_params["blur.sigma"] == (0.1, 1.0)
 
@@ -127,14 +127,14 @@ def test_augmentation_parameters_round_trip_as_their_own_keys_and_reach_the_pipe
 def test_augmentation_parameters_change_the_views():
     import torch
 
-    from trainers.augmentation.kernels import build_pipeline
+    from trainers.augmentation.pipeline import build_pipeline
 
     images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     views = {}
     for strength in (0.0, 1.0):
         cfg = TrainConfig.from_dict({"augmentations": "color_jitter", "color_jitter.strength": strength,
                                      "color_jitter.p": 1.0})
-        pipeline = build_pipeline(cfg.augmentations, image_size=16, **cfg.pipeline_params())
+        pipeline = build_pipeline(cfg.augmentations, image_size=16, params=cfg.augmentation_params)
         views[strength] = pipeline(images, torch.Generator().manual_seed(0))
     # strength 0: jitter changes nothing but float rounding (the hue round trip moves a pixel by < 1e-6)
     assert torch.allclose(views[0.0], images.float() / 255, atol=1e-5)

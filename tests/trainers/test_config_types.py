@@ -7,8 +7,7 @@ import datetime
 import pytest
 
 from trainers import ConfigError, TrainConfig
-from trainers.augmentation.kernels import TUNABLE
-from trainers.config import AUGMENTATION_OPTIONS
+from trainers.augmentation.kernels import AUGMENTATIONS
 
 # Wrong for every option: YAML values of a shape no option takes.
 ANYWHERE = [{"crop": 1}, [["crop"]], [{"crop": 1}], datetime.date(2020, 1, 1), [1, 2, 3], [None]]
@@ -34,13 +33,13 @@ def _kind(name: str) -> str:
     if name == "crop.min_scale":
         return "float"
     augmentation, parameter = name.split(".")
-    default = TUNABLE[augmentation][parameter]
+    default = AUGMENTATIONS[augmentation].params[parameter].default
     if default is None:
         return "odd_size"
     return "range" if isinstance(default, tuple) else type(default).__name__
 
 
-OPTIONS = [f.name for f in dataclasses.fields(TrainConfig)] + list(AUGMENTATION_OPTIONS)
+OPTIONS = [f.name for f in dataclasses.fields(TrainConfig)] + [name for name in TrainConfig.option_names() if "." in name]
 CASES = [(name, value) for name in OPTIONS for value in ANYWHERE + BY_KIND[_kind(name)]]
 
 

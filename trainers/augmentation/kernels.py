@@ -1,64 +1,34 @@
-"""Batched image augmentations on the batch's device, and the SimCLR pipeline built from them.
+"""Batched image augmentations on the batch's device, each declared once with its parameters.
 
-Every augmentation is a pure function ``fn(batch, generator, **params) -> batch`` of an NCHW
-batch, uint8 or floating point, and gives float32: a uint8 batch is first converted to float32 in
-[0, 1] (x / 255), as ``build_pipeline`` does, a floating-point one is taken as it is (values in
-[0, 1] expected) and only cast to float32, so the same images give the same output either way.
-Random parameters are drawn per sample from ``generator``, which must live on
-the batch's device; there is no per-image Python loop, no host-device copy and no synchronisation.
-Each one is split into ``_<name>_params(shape, generator, device, ...)`` (draws the per-sample
-parameters as tensors) and ``_<name>_apply(x, ...)`` (applies given parameters, deterministic), so
-tests can compare the result with torchvision for the same draw, and a pipeline can draw everything
-first and hand the deterministic rest to ``torch.compile`` (``build_pipeline(..., compile=True)``).
+An augmentation is two functions of an NCHW batch and a declaration of its parameters:
+``draw(shape, generator, device, **params)`` draws the per-sample randomness as tensors, and
+``apply(x, **drawn, **params)`` applies it (deterministic, so a pipeline can draw everything first and
+hand the rest to ``torch.compile``, and tests can compare with torchvision for the same draw). Each
+``Param`` states a parameter's default, its rule (from ``trainers.checks``) and what it means; a study
+sets it as ``<augmentation>.<parameter>`` (``color_jitter.strength``), and that name reaches the
+kernel unchanged. ``AUGMENTATIONS`` is the registry, an explicit dict; ``PAPER_ORDER`` the order a
+pipeline applies them in.
 
-``build_pipeline(names, image_size=..., **params)`` applies the chosen augmentations in
-``PAPER_ORDER`` (``SIMCLR_AUGMENTATIONS`` are the paper's five). Its parameters, all optional and
-selectable from a study's YAML:
-
-=========================  ===========  =================================================
-parameter                  default      meaning
-=========================  ===========  =================================================
-color_jitter_strength      1.0          s: brightness/contrast/saturation 0.8s, hue 0.2s
-color_jitter_p             0.8          probability that colour jitter is applied
-crop_scale                 (0.08, 1.0)  area fraction range of the random resized crop
-crop_ratio                 (3/4, 4/3)   aspect ratio range (drawn log-uniform; misfits redrawn)
-crop_interpolation         "bilinear"   "bilinear" or "bicubic" (antialiased, as v2's)
-flip_p                     0.5          probability of a horizontal flip
-grayscale_p                0.2          probability of converting to grey
-blur_p                     0.5          probability of a Gaussian blur
-blur_sigma                 (0.1, 2.0)   sigma range (uniform)
-blur_kernel_size           None         odd size; None: 10% of the side (SimCLR)
-rotate_p                   0.5          probability of a rotation
-rotate_degrees             30.0         angle uniform in [-degrees, degrees]
-brightness_p               0.8          probability of an additive brightness change
-brightness_max_delta       0.4          delta uniform in [-max_delta, max_delta]
-invert_p                   0.5          probability of the negative 1 - x
-solarize_p                 0.2          probability of solarizing
-solarize_threshold         0.5          pixels >= threshold are inverted
-gaussian_noise_p           0.5          probability of adding Gaussian noise
-gaussian_noise_std         0.1          its standard deviation
-salt_and_pepper_p          0.5          probability of salt-and-pepper noise
-salt_and_pepper_amount     0.05         fraction of pixels hit (half white, half black)
-cutout_p                   0.5          probability of a cutout
-cutout_size                0.5          side of the black square / shorter image side
-=========================  ===========  =================================================
-
-``standardize`` (per image: zero mean, unit variance) has no parameter. ``AUGMENTATION_PARAMS``
-holds the same table as a dict, for validating a configuration.
+Calling an augmentation, ``flip(batch, generator, p=1.0)``, takes a uint8 batch as float32 / 255 and a
+floating-point one (values in [0, 1]) as float32, and gives float32. Random parameters are drawn per
+sample from ``generator``, which must live on the batch's device: no per-image Python loop, no
+host-device copy, no synchronisation.
 """
 from __future__ import annotations
 
 import functools
-import inspect
 import math
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 
+from study_files.vocabulary import SIMCLR_AUGMENTATIONS
+from trainers.checks import Rule, at_most, choice, number, odd_size, pair, unit
+
 Tensor = torch.Tensor
 Shape = tuple[int, ...]  # (N, C, H, W) of the batch a draw is for
-Pipeline = Callable[[Tensor, torch.Generator], Tensor]
 
 # ITU-R 601-2 luma, the weights torchvision's rgb_to_grayscale uses.
 _LUMA = (0.2989, 0.587, 0.114)
@@ -96,7 +66,7 @@ def _luma_weights(device: torch.device, dtype: torch.dtype) -> Tensor:
     return torch.tensor([_LUMA], dtype=dtype).to(device)
 
 
-def _to_unit_float(batch: Tensor) -> Tensor:
+def to_unit_float(batch: Tensor) -> Tensor:
     """The input contract of every augmentation: uint8 as float32 / 255, floating point as float32."""
     if batch.dtype == torch.uint8:
         return batch.float().div_(255.0)
@@ -105,24 +75,54 @@ def _to_unit_float(batch: Tensor) -> Tensor:
     return batch.float()
 
 
-def _unit_float_input(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """Make a public augmentation take its batch through ``_to_unit_float`` (its signature is kept)."""
-    @functools.wraps(fn)
-    def augmentation(x: Tensor, generator: torch.Generator, **params) -> Tensor:
-        return fn(_to_unit_float(x), generator, **params)
-    return augmentation
+@dataclass(frozen=True)
+class Param:
+    """One parameter a study may set as ``<augmentation>.<name>``."""
+    default: Any
+    rule: Rule  # checks a given value: rule("<augmentation>.<name>", value) -> value
+    meaning: str
+    drawn: bool = True  # taken by the draw; False: by the apply
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """An augmentation: its name, its two halves, and its parameters (the one place each is declared)."""
+    name: str
+    draw_fn: Callable[..., dict[str, Tensor]]
+    apply_fn: Callable[..., Tensor]
+    params: Mapping[str, Param]
+    summary: str
+
+    def settings(self, given: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(draw keywords, apply keywords): declared parameters checked by their rule, defaults for
+        those not given; any other keyword (crop's ``image_size``) goes to the apply."""
+        values = {key: param.default for key, param in self.params.items()}
+        for key, value in given.items():
+            values[key] = self.params[key].rule(f"{self.name}.{key}", value) if key in self.params else value
+        draw = {key: value for key, value in values.items() if key in self.params and self.params[key].drawn}
+        return draw, {key: value for key, value in values.items() if key not in draw}
+
+    def draw(self, shape: Shape, generator: torch.Generator, device: torch.device, **params) -> dict[str, Tensor]:
+        """The per-sample randomness for a batch of ``shape``, the parameters not given at their defaults."""
+        return self.draw_fn(shape, generator, device, **self.settings(params)[0])
+
+    def __call__(self, x: Tensor, generator: torch.Generator, **params) -> Tensor:
+        x = to_unit_float(x)
+        draw_kw, apply_kw = self.settings(params)
+        return self.apply_fn(x, **self.draw_fn(x.shape, generator, x.device, **draw_kw), **apply_kw)
 
 
 # ---------------------------------------------------------------------------------------------
 # crop: random resized crop
 # ---------------------------------------------------------------------------------------------
 
-def _crop_params(shape: Shape, generator: torch.Generator, device: torch.device, *,
-                 scale: tuple[float, float] = (0.08, 1.0),
-                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> dict[str, Tensor]:
+def _crop_params(shape: Shape, generator: torch.Generator, device: torch.device, *, scale: tuple[float, float],
+                 min_scale: float | None, ratio: tuple[float, float]) -> dict[str, Tensor]:
     """Crop boxes (top, left, height, width), int64 of shape (N,), drawn as torchvision's
     RandomResizedCrop.get_params does: ten tries of area and log-aspect, the first box that fits,
     else a centre crop with the aspect ratio clamped into ``ratio``."""
+    if min_scale is not None:
+        scale = (min_scale, 1.0)
     n, _, height, width = shape
     tries = 10
     area = height * width
@@ -192,7 +192,7 @@ def _resample_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int,
 
 
 def _crop_apply(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor, *,
-                image_size: int, interpolation: str = "bilinear") -> Tensor:
+                image_size: int, interpolation: str) -> Tensor:
     """Resample each box to image_size x image_size: two batched matmuls with per-sample weights."""
     n, c, h, w = x.shape
     wy = _resample_matrix(top, height, h, image_size, interpolation).to(x.dtype)
@@ -206,31 +206,30 @@ def _crop_apply(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Ten
     return out.clamp_(0.0, 1.0) if interpolation == "bicubic" else out
 
 
-@_unit_float_input
-def crop(x: Tensor, generator: torch.Generator, *, image_size: int,
-         scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
-         interpolation: str = "bilinear") -> Tensor:
-    """Random resized crop to image_size x image_size (torchvision RandomResizedCrop semantics)."""
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"crop interpolation must be one of {', '.join(INTERPOLATIONS)} (got {interpolation!r})")
-    params = _crop_params(x.shape, generator, x.device, scale=scale, ratio=ratio)
-    return _crop_apply(x, **params, image_size=image_size, interpolation=interpolation)
+crop = Augmentation("crop", _crop_params, _crop_apply, {
+    "scale": Param((0.08, 1.0), pair(high=1.0), "area fraction range of the random resized crop"),
+    # The low end of scale as one number, which a sampler can search.
+    "min_scale": Param(None, number(0.0, inclusive=False, high=1.0), "scale = (min_scale, 1); None: scale"),
+    "ratio": Param((3 / 4, 4 / 3), pair(), "aspect ratio range (drawn log-uniform; misfits redrawn)"),
+    "interpolation": Param("bilinear", choice(lambda: INTERPOLATIONS), "bilinear or bicubic (antialiased, as v2's)",
+                           drawn=False),
+}, "Random resized crop to image_size x image_size (torchvision RandomResizedCrop semantics).")
 
 
-def _resize_full(x: Tensor, image_size: int) -> Tensor:
+def resize_full(x: Tensor, image_size: int) -> Tensor:
     """Deterministic resize of whole images (used when no crop is chosen but sizes differ)."""
     n, device = x.shape[0], x.device
     zeros = torch.zeros(n, dtype=torch.long, device=device)
     h = torch.full((n,), x.shape[-2], dtype=torch.long, device=device)
     w = torch.full((n,), x.shape[-1], dtype=torch.long, device=device)
-    return _crop_apply(x, zeros, zeros, h, w, image_size=image_size)
+    return _crop_apply(x, zeros, zeros, h, w, image_size=image_size, interpolation="bilinear")
 
 
 # ---------------------------------------------------------------------------------------------
 # flip
 # ---------------------------------------------------------------------------------------------
 
-def _flip_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.5) -> dict[str, Tensor]:
+def _flip_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float) -> dict[str, Tensor]:
     n = shape[0]
     return {"flipped": _bernoulli(n, p, generator, device)}
 
@@ -239,10 +238,9 @@ def _flip_apply(x: Tensor, flipped: Tensor) -> Tensor:
     return torch.where(_per_sample(flipped), x.flip(-1), x)
 
 
-@_unit_float_input
-def flip(x: Tensor, generator: torch.Generator, *, p: float = 0.5) -> Tensor:
-    """Horizontal flip of each image with probability p."""
-    return _flip_apply(x, **_flip_params(x.shape, generator, x.device, p=p))
+flip = Augmentation("flip", _flip_params, _flip_apply, {
+    "p": Param(0.5, unit, "probability of a horizontal flip"),
+}, "Horizontal flip of each image with probability p.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,7 +252,7 @@ _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = 0, 1, 2, 3
 
 
 def _color_jitter_params(shape: Shape, generator: torch.Generator, device: torch.device, *,
-                         strength: float = 1.0, p: float = 0.8) -> dict[str, Tensor]:
+                         strength: float, p: float) -> dict[str, Tensor]:
     """Per sample: whether jitter applies, the factors of brightness/contrast/saturation (uniform in
     [max(0, 1 - 0.8s), 1 + 0.8s]), the hue shift (uniform in [-0.2s, 0.2s]) and a random order of
     the four operations (SimCLR Appendix A, torchvision ColorJitter ranges).
@@ -329,18 +327,18 @@ def _color_jitter_apply(x: Tensor, applied: Tensor, factors: Tensor, hue: Tensor
     return torch.where(_per_sample(applied), out, x)
 
 
-@_unit_float_input
-def color_jitter(x: Tensor, generator: torch.Generator, *, strength: float = 1.0, p: float = 0.8) -> Tensor:
-    """SimCLR colour distortion: brightness, contrast, saturation, hue in a random order per sample,
-    applied to each image with probability p."""
-    return _color_jitter_apply(x, **_color_jitter_params(x.shape, generator, x.device, strength=strength, p=p))
+color_jitter = Augmentation("color_jitter", _color_jitter_params, _color_jitter_apply, {
+    "strength": Param(1.0, number(0.0, inclusive=True), "s: brightness/contrast/saturation 0.8s, hue 0.2s"),
+    "p": Param(0.8, unit, "probability that colour jitter is applied"),
+}, "SimCLR colour distortion: brightness, contrast, saturation, hue in a random order per sample, "
+   "applied to each image with probability p.")
 
 
 # ---------------------------------------------------------------------------------------------
 # grayscale
 # ---------------------------------------------------------------------------------------------
 
-def _grayscale_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.2) -> dict[str, Tensor]:
+def _grayscale_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float) -> dict[str, Tensor]:
     n = shape[0]
     return {"grey": _bernoulli(n, p, generator, device)}
 
@@ -349,10 +347,9 @@ def _grayscale_apply(x: Tensor, grey: Tensor) -> Tensor:
     return torch.where(_per_sample(grey), _luma(x).expand_as(x), x)
 
 
-@_unit_float_input
-def grayscale(x: Tensor, generator: torch.Generator, *, p: float = 0.2) -> Tensor:
-    """Replace each image by its luma in every channel with probability p."""
-    return _grayscale_apply(x, **_grayscale_params(x.shape, generator, x.device, p=p))
+grayscale = Augmentation("grayscale", _grayscale_params, _grayscale_apply, {
+    "p": Param(0.2, unit, "probability of converting to grey"),
+}, "Replace each image by its luma in every channel with probability p.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,18 +361,16 @@ def blur_kernel_size_for(side: int) -> int:
     return (side // 10) // 2 * 2 + 1
 
 
-def _blur_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.5,
-                 sigma: tuple[float, float] = (0.1, 2.0)) -> dict[str, Tensor]:
+def _blur_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float,
+                 sigma: tuple[float, float]) -> dict[str, Tensor]:
     n = shape[0]
     return {"blurred": _bernoulli(n, p, generator, device), "sigma": _uniform(n, sigma[0], sigma[1], generator, device)}
 
 
-def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int | None = None) -> Tensor:
+def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int | None) -> Tensor:
     """Separable Gaussian blur with a per-sample sigma: grouped convolutions, one group per channel
     of each image, reflect padding (torchvision gaussian_blur). kernel_size None: 10% of the side."""
     kernel_size = blur_kernel_size_for(min(x.shape[-2:])) if kernel_size is None else kernel_size
-    if kernel_size % 2 == 0 or kernel_size < 1:
-        raise ValueError(f"blur kernel_size must be a positive odd integer (got {kernel_size})")
     if kernel_size == 1:
         return x
     n, c, h, w = x.shape
@@ -390,19 +385,19 @@ def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int |
     return torch.where(_per_sample(blurred), flat.view(n, c, h, w), x)
 
 
-@_unit_float_input
-def blur(x: Tensor, generator: torch.Generator, *, p: float = 0.5, sigma: tuple[float, float] = (0.1, 2.0),
-         kernel_size: int | None = None) -> Tensor:
-    """Gaussian blur with sigma uniform in ``sigma``, with probability p; kernel 10% of the side."""
-    return _blur_apply(x, **_blur_params(x.shape, generator, x.device, p=p, sigma=sigma), kernel_size=kernel_size)
+blur = Augmentation("blur", _blur_params, _blur_apply, {
+    "p": Param(0.5, unit, "probability of a Gaussian blur"),
+    "sigma": Param((0.1, 2.0), pair(), "sigma range (uniform)"),
+    "kernel_size": Param(None, odd_size, "odd size; None: 10% of the side (SimCLR)", drawn=False),
+}, "Gaussian blur with sigma uniform in sigma, with probability p; kernel 10% of the side.")
 
 
 # ---------------------------------------------------------------------------------------------
 # rotate (TF2 port)
 # ---------------------------------------------------------------------------------------------
 
-def _rotate_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.5,
-                   degrees: float = 30.0) -> dict[str, Tensor]:
+def _rotate_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float,
+                   degrees: float) -> dict[str, Tensor]:
     n = shape[0]
     return {"rotated": _bernoulli(n, p, generator, device), "angle": _uniform(n, -degrees, degrees, generator, device)}
 
@@ -421,18 +416,18 @@ def _rotate_apply(x: Tensor, rotated: Tensor, angle: Tensor) -> Tensor:
     return torch.where(_per_sample(rotated), out, x)
 
 
-@_unit_float_input
-def rotate(x: Tensor, generator: torch.Generator, *, p: float = 0.5, degrees: float = 30.0) -> Tensor:
-    """Rotate by an angle uniform in [-degrees, degrees] with probability p; corners become black."""
-    return _rotate_apply(x, **_rotate_params(x.shape, generator, x.device, p=p, degrees=degrees))
+rotate = Augmentation("rotate", _rotate_params, _rotate_apply, {
+    "p": Param(0.5, unit, "probability of a rotation"),
+    "degrees": Param(30.0, at_most(180.0), "angle uniform in [-degrees, degrees]"),
+}, "Rotate by an angle uniform in [-degrees, degrees] with probability p; corners become black.")
 
 
 # ---------------------------------------------------------------------------------------------
 # brightness (ablation fork: tf.image.random_brightness, additive)
 # ---------------------------------------------------------------------------------------------
 
-def _brightness_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.8,
-                       max_delta: float = 0.4) -> dict[str, Tensor]:
+def _brightness_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float,
+                       max_delta: float) -> dict[str, Tensor]:
     n = shape[0]
     applied = _bernoulli(n, p, generator, device)
     delta = _uniform(n, -max_delta, max_delta, generator, device)
@@ -443,17 +438,17 @@ def _brightness_apply(x: Tensor, delta: Tensor) -> Tensor:
     return (x + delta.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
 
 
-@_unit_float_input
-def brightness(x: Tensor, generator: torch.Generator, *, p: float = 0.8, max_delta: float = 0.4) -> Tensor:
-    """Add a delta uniform in [-max_delta, max_delta] to every pixel with probability p, then clip."""
-    return _brightness_apply(x, **_brightness_params(x.shape, generator, x.device, p=p, max_delta=max_delta))
+brightness = Augmentation("brightness", _brightness_params, _brightness_apply, {
+    "p": Param(0.8, unit, "probability of an additive brightness change"),
+    "max_delta": Param(0.4, unit, "delta uniform in [-max_delta, max_delta]"),
+}, "Add a delta uniform in [-max_delta, max_delta] to every pixel with probability p, then clip.")
 
 
 # ---------------------------------------------------------------------------------------------
 # invert and solarize
 # ---------------------------------------------------------------------------------------------
 
-def _invert_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.5) -> dict[str, Tensor]:
+def _invert_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float) -> dict[str, Tensor]:
     n = shape[0]
     return {"inverted": _bernoulli(n, p, generator, device)}
 
@@ -462,25 +457,24 @@ def _invert_apply(x: Tensor, inverted: Tensor) -> Tensor:
     return torch.where(_per_sample(inverted), 1.0 - x, x)
 
 
-@_unit_float_input
-def invert(x: Tensor, generator: torch.Generator, *, p: float = 0.5) -> Tensor:
-    """Photographic negative (1 - x) of each image with probability p."""
-    return _invert_apply(x, **_invert_params(x.shape, generator, x.device, p=p))
+invert = Augmentation("invert", _invert_params, _invert_apply, {
+    "p": Param(0.5, unit, "probability of the negative 1 - x"),
+}, "Photographic negative (1 - x) of each image with probability p.")
 
 
-def _solarize_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float = 0.2) -> dict[str, Tensor]:
+def _solarize_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float) -> dict[str, Tensor]:
     n = shape[0]
     return {"solarized": _bernoulli(n, p, generator, device)}
 
 
-def _solarize_apply(x: Tensor, solarized: Tensor, *, threshold: float = 0.5) -> Tensor:
+def _solarize_apply(x: Tensor, solarized: Tensor, *, threshold: float) -> Tensor:
     return torch.where(_per_sample(solarized) & (x >= threshold), 1.0 - x, x)
 
 
-@_unit_float_input
-def solarize(x: Tensor, generator: torch.Generator, *, p: float = 0.2, threshold: float = 0.5) -> Tensor:
-    """Invert the pixels at or above threshold, with probability p per image (BYOL's p = 0.2)."""
-    return _solarize_apply(x, **_solarize_params(x.shape, generator, x.device, p=p), threshold=threshold)
+solarize = Augmentation("solarize", _solarize_params, _solarize_apply, {
+    "p": Param(0.2, unit, "probability of solarizing (BYOL's 0.2)"),
+    "threshold": Param(0.5, unit, "pixels >= threshold are inverted", drawn=False),
+}, "Invert the pixels at or above threshold, with probability p per image.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,29 +482,29 @@ def solarize(x: Tensor, generator: torch.Generator, *, p: float = 0.2, threshold
 # ---------------------------------------------------------------------------------------------
 
 def _gaussian_noise_params(shape: Shape, generator: torch.Generator, device: torch.device, *,
-                           p: float = 0.5) -> dict[str, Tensor]:
+                           p: float) -> dict[str, Tensor]:
     return {"noisy": _bernoulli(shape[0], p, generator, device),
             "noise": torch.randn(shape, generator=generator, device=device)}
 
 
-def _gaussian_noise_apply(x: Tensor, noisy: Tensor, noise: Tensor, *, std: float = 0.1) -> Tensor:
+def _gaussian_noise_apply(x: Tensor, noisy: Tensor, noise: Tensor, *, std: float) -> Tensor:
     return torch.where(_per_sample(noisy), (x + std * noise).clamp_(0.0, 1.0), x)
 
 
-@_unit_float_input
-def gaussian_noise(x: Tensor, generator: torch.Generator, *, p: float = 0.5, std: float = 0.1) -> Tensor:
-    """Add N(0, std^2) noise to every value with probability p per image, then clip."""
-    return _gaussian_noise_apply(x, **_gaussian_noise_params(x.shape, generator, x.device, p=p), std=std)
+gaussian_noise = Augmentation("gaussian_noise", _gaussian_noise_params, _gaussian_noise_apply, {
+    "p": Param(0.5, unit, "probability of adding Gaussian noise"),
+    "std": Param(0.1, number(0.0, inclusive=True), "its standard deviation", drawn=False),
+}, "Add N(0, std^2) noise to every value with probability p per image, then clip.")
 
 
 def _salt_and_pepper_params(shape: Shape, generator: torch.Generator, device: torch.device, *,
-                            p: float = 0.5) -> dict[str, Tensor]:
+                            p: float) -> dict[str, Tensor]:
     n, _, h, w = shape
     return {"noisy": _bernoulli(n, p, generator, device),
             "u": torch.rand(n, 1, h, w, generator=generator, device=device)}
 
 
-def _salt_and_pepper_apply(x: Tensor, noisy: Tensor, u: Tensor, *, amount: float = 0.05) -> Tensor:
+def _salt_and_pepper_apply(x: Tensor, noisy: Tensor, u: Tensor, *, amount: float) -> Tensor:
     """Pixels (all channels) with u < amount/2 turn white, with u >= 1 - amount/2 black."""
     hit = _per_sample(noisy)
     salt = hit & (u < amount / 2)
@@ -518,11 +512,10 @@ def _salt_and_pepper_apply(x: Tensor, noisy: Tensor, u: Tensor, *, amount: float
     return torch.where(salt, torch.ones_like(x), torch.where(pepper, torch.zeros_like(x), x))
 
 
-@_unit_float_input
-def salt_and_pepper(x: Tensor, generator: torch.Generator, *, p: float = 0.5, amount: float = 0.05) -> Tensor:
-    """With probability p per image, set a fraction ``amount`` of its pixels to white or black
-    (half each)."""
-    return _salt_and_pepper_apply(x, **_salt_and_pepper_params(x.shape, generator, x.device, p=p), amount=amount)
+salt_and_pepper = Augmentation("salt_and_pepper", _salt_and_pepper_params, _salt_and_pepper_apply, {
+    "p": Param(0.5, unit, "probability of salt-and-pepper noise"),
+    "amount": Param(0.05, unit, "fraction of pixels hit (half white, half black)", drawn=False),
+}, "With probability p per image, set a fraction amount of its pixels to white or black (half each).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -530,7 +523,7 @@ def salt_and_pepper(x: Tensor, generator: torch.Generator, *, p: float = 0.5, am
 # ---------------------------------------------------------------------------------------------
 
 def _cutout_params(shape: Shape, generator: torch.Generator, device: torch.device, *,
-                   p: float = 0.5) -> dict[str, Tensor]:
+                   p: float) -> dict[str, Tensor]:
     """Whether each image is cut, and the square's centre, uniform over the pixels."""
     n, _, height, width = shape
     return {"cut": _bernoulli(n, p, generator, device),
@@ -538,7 +531,7 @@ def _cutout_params(shape: Shape, generator: torch.Generator, device: torch.devic
             "cx": (torch.rand(n, generator=generator, device=device) * width).long().clamp(max=width - 1)}
 
 
-def _cutout_apply(x: Tensor, cut: Tensor, cy: Tensor, cx: Tensor, *, size: float = 0.5) -> Tensor:
+def _cutout_apply(x: Tensor, cut: Tensor, cy: Tensor, cx: Tensor, *, size: float) -> Tensor:
     """Zero a square of side ``size`` x the shorter side centred at (cy, cx), clipped at the border."""
     h, w = x.shape[-2:]
     side = max(1, int(size * min(h, w)))
@@ -551,11 +544,10 @@ def _cutout_apply(x: Tensor, cut: Tensor, cy: Tensor, cx: Tensor, *, size: float
     return x.masked_fill(hole, 0.0)
 
 
-@_unit_float_input
-def cutout(x: Tensor, generator: torch.Generator, *, p: float = 0.5, size: float = 0.5) -> Tensor:
-    """With probability p per image, black out a square of side size x the shorter side."""
-    params = _cutout_params(x.shape, generator, x.device, p=p)
-    return _cutout_apply(x, **params, size=size)
+cutout = Augmentation("cutout", _cutout_params, _cutout_apply, {
+    "p": Param(0.5, unit, "probability of a cutout"),
+    "size": Param(0.5, unit, "side of the black square / shorter image side", drawn=False),
+}, "With probability p per image, black out a square of side size x the shorter side.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -573,136 +565,21 @@ def _standardize_apply(x: Tensor) -> Tensor:
     return (x - mean) / std.clamp(min=1.0 / math.sqrt(numel))
 
 
-@_unit_float_input
-def standardize(x: Tensor, generator: torch.Generator) -> Tensor:
-    """(x - mean) / max(std, 1 / sqrt(numel)) over each whole image; draws nothing from generator.
-    The result is no longer in [0, 1], which is why it comes last in PAPER_ORDER."""
-    return _standardize_apply(x)
+# The result is no longer in [0, 1], which is why it comes last in PAPER_ORDER.
+standardize = Augmentation("standardize", _standardize_params, _standardize_apply, {},
+                           "(x - mean) / max(std, 1 / sqrt(numel)) over each whole image; draws nothing.")
 
 
 # ---------------------------------------------------------------------------------------------
-# registry and pipeline
+# registry
 # ---------------------------------------------------------------------------------------------
 
-AUGMENTATIONS: dict[str, Callable[..., Tensor]] = {
-    "crop": crop,
-    "flip": flip,
-    "color_jitter": color_jitter,
-    "grayscale": grayscale,
-    "blur": blur,
-    "rotate": rotate,
-    "brightness": brightness,
-    "invert": invert,
-    "solarize": solarize,
-    "gaussian_noise": gaussian_noise,
-    "salt_and_pepper": salt_and_pepper,
-    "cutout": cutout,
-    "standardize": standardize,
-}
+AUGMENTATIONS: dict[str, Augmentation] = {augmentation.name: augmentation for augmentation in (
+    crop, flip, color_jitter, grayscale, blur,
+    rotate, brightness, invert, solarize, gaussian_noise, salt_and_pepper, cutout, standardize,
+)}
 
-# The paper's augmentations (SimCLR Appendix A), the default of a study.
-SIMCLR_AUGMENTATIONS: tuple[str, ...] = ("crop", "flip", "color_jitter", "grayscale", "blur")
-
-# The order a pipeline applies them in: SimCLR's first, then the ablation fork's and the TF2
-# port's extras; standardize last because it leaves [0, 1].
+# The order a pipeline applies them in: the paper's five (SimCLR Appendix A), then the ablation fork's
+# and the TF2 port's extras; standardize last because it leaves [0, 1].
 PAPER_ORDER: tuple[str, ...] = SIMCLR_AUGMENTATIONS + (
     "rotate", "brightness", "invert", "solarize", "gaussian_noise", "salt_and_pepper", "cutout", "standardize")
-
-
-def _tunable(name: str) -> dict[str, object]:
-    """The keyword parameters (and defaults) of an augmentation that a study may set."""
-    sig = inspect.signature(AUGMENTATIONS[name])
-    return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY and p.name != "image_size"}
-
-
-# augmentation -> {parameter: default}, what a study may set per augmentation (`color_jitter.strength`).
-TUNABLE: dict[str, dict[str, object]] = {name: _tunable(name) for name in PAPER_ORDER}
-
-# "<augmentation>_<parameter>" -> default, every parameter build_pipeline accepts.
-AUGMENTATION_PARAMS: dict[str, object] = {
-    f"{name}_{field}": default for name in PAPER_ORDER for field, default in _tunable(name).items()}
-
-# Each augmentation as its two halves: draw (random, eager) and apply (pure tensor code, compilable).
-_PARTS: dict[str, tuple[Callable[..., dict[str, Tensor]], Callable[..., Tensor]]] = {
-    name: (globals()[f"_{name}_params"], globals()[f"_{name}_apply"]) for name in PAPER_ORDER}
-
-
-def _pipeline_params(params: dict[str, object]) -> dict[str, dict[str, object]]:
-    """Split ``<augmentation>_<parameter>`` keys by augmentation, refusing unknown ones."""
-    by_name: dict[str, dict[str, object]] = {name: {} for name in AUGMENTATIONS}
-    # Longest names first so that "color_jitter_p" is not read as an augmentation "color".
-    names = sorted(AUGMENTATIONS, key=len, reverse=True)
-    for key, value in params.items():
-        if key not in AUGMENTATION_PARAMS:
-            raise ValueError(f"unknown augmentation parameter {key!r}; valid: {', '.join(AUGMENTATION_PARAMS)}")
-        name = next(n for n in names if key.startswith(n + "_") and key[len(n) + 1:] in _tunable(n))
-        by_name[name][key[len(name) + 1:]] = value
-    return by_name
-
-
-def _split(name: str, kwargs: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
-    """An augmentation's keyword arguments as (those its draw takes, those its apply takes)."""
-    draw_names = inspect.signature(_PARTS[name][0]).parameters
-    return ({k: v for k, v in kwargs.items() if k in draw_names},
-            {k: v for k, v in kwargs.items() if k not in draw_names})
-
-
-def build_pipeline(names, *, image_size: int, color_jitter_strength: float = 1.0,
-                   compile: bool | str = False, **params) -> Pipeline:
-    """Build ``fn(batch, generator) -> float32 NCHW in [0, 1]`` (standardize excepted) applying the
-    chosen augmentations in PAPER_ORDER to a uint8 (or float in [0, 1]) NCHW batch, with per-sample
-    randomness drawn from ``generator`` (on the batch's device). The output is always
-    image_size x image_size. For the same generator state it equals calling the chosen public
-    functions one after the other.
-
-    ``names``: an iterable of augmentation names (order does not matter) or a comma-joined string.
-    ``params``: ``<augmentation>_<parameter>`` values, listed in this module's docstring.
-    ``compile``: run the deterministic half (everything but the random draws, which come first)
-    through ``torch.compile``: on a GPU its dozens of small elementwise kernels fuse into a few.
-    True uses the default backend (inductor); a string names the backend. Meant for GPUs: on a CPU
-    the inductor build took ~30 s and ran slower than eager (53 vs 42 ms per 256-image view).
-    """
-    if isinstance(names, str):
-        names = [n for n in (part.strip() for part in names.split(",")) if n]
-    chosen = set(names)
-    unknown = sorted(chosen - set(AUGMENTATIONS))
-    if unknown:
-        raise ValueError(f"unknown augmentation {', '.join(map(repr, unknown))}; "
-                         f"valid: {', '.join(PAPER_ORDER)}")
-    by_name = _pipeline_params(dict(params, color_jitter_strength=color_jitter_strength))
-    by_name["crop"]["image_size"] = image_size
-    if by_name["crop"].get("interpolation", "bilinear") not in INTERPOLATIONS:
-        raise ValueError(f"crop_interpolation must be one of {', '.join(INTERPOLATIONS)} "
-                         f"(got {by_name['crop']['interpolation']!r})")
-    kernel = by_name["blur"].get("kernel_size")
-    if kernel is not None and (kernel % 2 == 0 or kernel < 1):
-        raise ValueError(f"blur_kernel_size must be a positive odd integer (got {kernel})")
-    steps = [(name, *_split(name, by_name[name])) for name in PAPER_ORDER if name in chosen]
-
-    def transform(batch: Tensor, drawn: list[dict[str, Tensor]]) -> Tensor:
-        x = _to_unit_float(batch)
-        if "crop" not in chosen and x.shape[-2:] != (image_size, image_size):
-            x = _resize_full(x, image_size)
-        for (name, _, apply_kw), values in zip(steps, drawn):
-            x = _PARTS[name][1](x, **values, **apply_kw)
-        return x
-
-    if compile:
-        backend = "inductor" if compile is True else compile
-        run = torch.compile(transform, dynamic=False, backend=backend)
-    else:
-        run = transform
-
-    def pipeline(batch: Tensor, generator: torch.Generator) -> Tensor:
-        n, c = batch.shape[:2]
-        # The draws need the shape each augmentation will see: image_size from the crop (or the
-        # resize that replaces it) on.
-        shape = (n, c, *batch.shape[-2:]) if "crop" in chosen else (n, c, image_size, image_size)
-        drawn = []
-        for name, draw_kw, _ in steps:
-            drawn.append(_PARTS[name][0](shape, generator, batch.device, **draw_kw))
-            if name == "crop":
-                shape = (n, c, image_size, image_size)
-        return run(batch, drawn)
-
-    return pipeline

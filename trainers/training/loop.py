@@ -71,8 +71,8 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
     if steps_per_epoch == 0:
         raise ConfigError("batch_size", f"must be <= the {len(feeder)} pre-training images of "
                                         f"{cfg.dataset} (got {cfg.batch_size})")
-    augment = build_pipeline(cfg.augmentations, image_size=data.image_size,
-                             compile=compiles_augmentation(cfg, device), **cfg.pipeline_params())
+    augment = build_pipeline(cfg.augmentations, image_size=data.image_size, params=cfg.augmentation_params,
+                             compile=compiles_augmentation(cfg, device))
 
     # Model: f and g; DDP (with global BN if asked) under a process group; compiled if asked.
     torch.manual_seed(cfg.seed)
@@ -182,8 +182,8 @@ def make_update(cfg: TrainConfig, net: torch.nn.Module, optimizer: torch.optim.O
 
 
 def compiles_augmentation(cfg: TrainConfig, device: torch.device) -> bool:
-    """``cfg.compile`` compiles the augmentation's deterministic half too, but on CUDA only: on the
-    CPU inductor ran it slower than eager and took ~30 s to build (see ``build_pipeline``)."""
+    """``cfg.compile`` compiles the augmentation's deterministic half too, but on CUDA only: on the CPU
+    inductor runs it slower than eager (benchmarks/trainer_throughput.py measures both)."""
     return cfg.compile and device.type == "cuda"
 
 
