@@ -3,12 +3,13 @@ import numpy as np
 import pytest
 import torch
 
+from study_files.vocabulary import BASELINES
 from trainers import TrainConfig, fit
-from trainers.evaluation.baselines import baseline_metrics, checkpoint_embeddings
 from trainers.data.datasets import load_dataset
+from trainers.evaluation.baselines import SCORERS, baseline_metrics, checkpoint_embeddings
 from trainers.evaluation.monitors import embed, pca_features
-from trainers.model.networks import build_model
 from trainers.evaluation.probes import linear_top1
+from trainers.model.networks import build_model
 
 SMALL = {"dataset": "shapes", "dataset_size": 400, "backbone": "convnet", "epochs": 1, "batch_size": 100,
          "device": "cpu", "knn_k": 20, "seed": 3}
@@ -33,6 +34,10 @@ def test_a_regression_set_gets_linear_r2():
     cfg = TrainConfig.from_dict({**SMALL, "dataset": "spirograph"})
     got = baseline_metrics(cfg, ["pca"])
     assert set(got) == {"pca"} and set(got["pca"]) == {"linear_r2"}
+
+
+def test_every_baseline_the_study_language_names_has_one_scorer():
+    assert tuple(SCORERS) == BASELINES
 
 
 def test_unknown_baseline_is_refused():

@@ -15,8 +15,6 @@ from trainers.data import image_files, shapes, spirograph
 
 Tensor = torch.Tensor
 
-# Where torchvision sets live when no root is given (a download lands there too).
-DEFAULT_ROOT = Path.home() / ".cache" / "simclr-sweep" / "datasets"
 DEFAULT_IMAGE_SIZE = 32  # image folders and file lists, when no image_size is declared
 
 
@@ -133,7 +131,9 @@ _TORCHVISION = {
 def _torchvision_root(name: str, root: Optional[Path], download: bool) -> Path:
     """The root torchvision reads; a one-line error naming it when the files are not there."""
     spec = _TORCHVISION[name]
-    root = (root or DEFAULT_ROOT).expanduser().resolve()
+    if root is None:
+        raise ValueError(f"dataset {name}: data_root is not set (point it at a folder holding {spec.folder})")
+    root = root.expanduser().resolve()
     if not download and not (root / spec.folder).is_dir():
         raise ValueError(f"dataset {name}: no {spec.title} files under {root} (set download: true, "
                          f"or point data_root at a folder holding {spec.folder})")
@@ -155,7 +155,7 @@ def _torchvision_call(name: str, root: Path, build: Callable[[], object]) -> obj
 
 def _load_cifar(name: str, root: Optional[Path], download: bool, size: Optional[int], seed: int,
                 image_size: Optional[int]) -> DataSplits:
-    # torchvision is imported here, not at module load: generated sets need none of it.
+    # Lazy: torchvision takes seconds to import, and validating a study (TrainConfig) needs none of it.
     from torchvision.datasets import CIFAR10, CIFAR100
 
     cls = CIFAR10 if name == "cifar10" else CIFAR100
@@ -192,7 +192,7 @@ def _load_stl10(*, root: Optional[Path], download: bool, size: Optional[int], se
     """STL-10 through torchvision: unlabeled + train for pre-training, train for the probe, test
     for the score; 96x96 unless `image_size` says otherwise. `size` caps the pre-training and the
     probe's training images."""
-    from torchvision.datasets import STL10
+    from torchvision.datasets import STL10  # lazy, as in _load_cifar
 
     root = _torchvision_root("stl10", root, download)
     loaded = {split: _torchvision_call("stl10", root, lambda: STL10(str(root), split=split, download=download))

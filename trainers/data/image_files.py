@@ -7,12 +7,14 @@ size, so editing the list or touching an image rebuilds it.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch
+from PIL import Image, UnidentifiedImageError
+
+from study_files.atomic import replacing
 
 Tensor = torch.Tensor
 
@@ -37,8 +39,6 @@ def _fail(dataset: str, message: str) -> ValueError:
 
 def read_image(path: Path, image_size: int, *, dataset: str, mode: str = "RGB") -> Tensor:
     """One image file as uint8 [C, S, S] (bilinear resize; nearest for label maps, mode "L")."""
-    from PIL import Image, UnidentifiedImageError
-
     if not path.is_file():
         raise _fail(dataset, f"missing file {path}")
     try:
@@ -81,12 +81,11 @@ def decode_cached(items: list[tuple[Path, int]], image_size: int, cache_file: Pa
     for i, (path, _) in enumerate(items):
         images[i] = read_image(path, image_size, dataset=dataset)
     labels = torch.tensor([label for _, label in items], dtype=torch.int64)
-    tmp = cache_file.with_name(cache_file.name + f".tmp{os.getpid()}")
     try:
-        torch.save({"key": key, "images": images, "labels": labels}, tmp)
-        os.replace(tmp, cache_file)  # atomic: a concurrent reader sees the old or the new cache
+        with replacing(cache_file) as tmp:  # a concurrent reader sees the old or the new cache
+            torch.save({"key": key, "images": images, "labels": labels}, tmp)
     except OSError:
-        tmp.unlink(missing_ok=True)  # a read-only data folder still loads, just uncached
+        pass  # a read-only data folder still loads, just uncached
     return images, labels
 
 

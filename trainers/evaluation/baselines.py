@@ -9,19 +9,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
+from study_files.vocabulary import BASELINES
 from trainers.config import TrainConfig
 from trainers.data.datasets import DataSplits, load_dataset
 from trainers.evaluation.embeddings import export_embeddings
 from trainers.evaluation.monitors import encoder_metrics, pca_metrics
-from trainers.training.device import resolve_device
 from trainers.model.networks import build_model
+from trainers.training.device import resolve_device
 from trainers.training.state import load_checkpoint
 
-BASELINES: tuple[str, ...] = ("random_init", "pca")
 PCA_DIM = 128
 
 
@@ -30,25 +31,36 @@ def _data(cfg: TrainConfig) -> DataSplits:
                         size=cfg.dataset_size or None, seed=cfg.seed)
 
 
+def _random_init(cfg: TrainConfig, data: DataSplits, device: torch.device, probe: dict) -> dict[str, float]:
+    """The encoder of trial ``cfg`` with the weights it starts from."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(device)
+    return encoder_metrics(model.backbone, data, device=device, **probe)
+
+
+def _pca(cfg: TrainConfig, data: DataSplits, device: torch.device, probe: dict) -> dict[str, float]:
+    """The raw pixels projected on their top principal components."""
+    dim = min(PCA_DIM, data.train_x[0].numel(), len(data.train_x))
+    return pca_metrics(data, dim=dim, device=device, **probe)
+
+
+# One scorer per name of study_files.vocabulary.BASELINES (a test holds the two together).
+SCORERS: dict[str, Callable[[TrainConfig, DataSplits, torch.device, dict], dict[str, float]]] = {
+    "random_init": _random_init,
+    "pca": _pca,
+}
+
+
 def baseline_metrics(cfg: TrainConfig, names: tuple[str, ...] | list[str] = BASELINES) -> dict[str, dict[str, float]]:
-    """{baseline: metrics} with the names of DESIGN.md: `knn_top1` and `linear_top1` on a
-    classification set, `linear_r2` on a regression set. The linear probe is always fitted."""
-    unknown = [n for n in names if n not in BASELINES]
+    """{baseline: metrics} under the trials' metric names: ``knn_top1`` and ``linear_top1`` on a
+    classification set, ``linear_r2`` on a regression set. The linear probe is always fitted."""
+    unknown = [n for n in names if n not in SCORERS]
     if unknown:
         raise ValueError(f"unknown baseline {unknown[0]!r}; valid: {', '.join(BASELINES)}")
     device = resolve_device(cfg.device)
     data = _data(cfg)
     probe = {"knn_k": cfg.knn_k, "knn_temperature": cfg.knn_temperature, "linear": True, "seed": cfg.seed}
-    out = {}
-    for name in names:
-        if name == "random_init":
-            torch.manual_seed(cfg.seed)  # the weights trial `cfg` starts from
-            model = build_model(cfg).to(device)
-            out[name] = encoder_metrics(model.backbone, data, device=device, **probe)
-        else:
-            dim = min(PCA_DIM, data.train_x[0].numel(), len(data.train_x))
-            out[name] = pca_metrics(data, dim=dim, device=device, **probe)
-    return out
+    return {name: SCORERS[name](cfg, data, device, probe) for name in names}
 
 
 def checkpoint_embeddings(checkpoint: str | Path, path: str | Path, *, sample: int = 500,

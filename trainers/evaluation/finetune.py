@@ -13,6 +13,7 @@ from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from trainers.data.image_files import read_image
@@ -147,8 +148,6 @@ def load_segmentation_pairs(list_file: str | Path, image_size: int, *,
     """`image,labelmap` lines (paths relative to the list) as uint8 images [N, 3, S, S] and int64
     label maps [N, S, S] (class ids as grey values, 255 = ignore). Each map must have its image's
     size; both are resized to `image_size` (nearest for maps)."""
-    from PIL import Image
-
     list_file = Path(list_file)
     name = "segmentation"
     if not list_file.is_file():

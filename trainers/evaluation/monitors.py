@@ -115,7 +115,7 @@ def pca_features(train_images: Tensor, test_images: Tensor, *, dim: int = 128, m
 
 def feature_metrics(train_feats: Tensor, test_feats: Tensor, data: DataSplits, *, knn_k: int = 200,
                     knn_temperature: float = 0.1, linear: bool = True, seed: int = 0) -> dict[str, float]:
-    """The metrics of DESIGN.md for frozen features of `data.train_x` and `data.test_x`.
+    """The trials' metrics for frozen features of `data.train_x` and `data.test_x`.
 
     Classification: `knn_top1`, and `linear_top1` when `linear`. Regression: `linear_r2` (the mean
     over targets; `linear_r2` itself gives each target) when `linear`, since kNN votes need classes.

@@ -64,7 +64,7 @@ def _stem(kind: str, out: int) -> list[nn.Module]:
 
 def _resnet(block_name: str, blocks: list[int], *, stem: str, width: int) -> tuple[nn.Module, int]:
     """torchvision's ResNet with a chosen stem and every channel count times ``width`` (the paper's 2x/4x)."""
-    # Imported here: torchvision takes over a second to import, and validating a study needs none of it.
+    # Lazy: torchvision takes seconds to import, and validating a study (TrainConfig) needs none of it.
     from torchvision.models import resnet as tv_resnet
 
     block = getattr(tv_resnet, block_name)

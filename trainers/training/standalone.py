@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from trainers.training import distributed
+from study_files.atomic import write_text
+from trainers.checks import read_yaml
 from trainers.config import ConfigError, TrainConfig
+from trainers.training import distributed
 from trainers.training.loop import fit
 from trainers.training.state import CheckpointError
 
@@ -29,14 +29,6 @@ METRICS = "metrics.json"
 BAR_WIDTH = 30
 BAR_REDRAW_S = 0.1  # at most ten redraws a second: a fast epoch's thousands of steps stay cheap
 CLEAR_LINE = "\r\x1b[K"
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a config file means the number."""
-
-
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-                              list("-+0123456789."))
 
 
 def train_main(config_path: Path, out_dir: Path, resume: bool) -> int:
@@ -92,14 +84,14 @@ def train_main(config_path: Path, out_dir: Path, resume: bool) -> int:
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """The mapping in a YAML (or JSON) file; a missing, unreadable or non-mapping file is a ConfigError."""
+    """The mapping in a YAML (or JSON) file, read by ``trainers.checks.read_yaml``; a missing,
+    unreadable or non-mapping file is a ConfigError naming ``config``, as the train command words it."""
     if not path.is_file():
         raise ConfigError("config", f"no such file: {path}")
     try:
-        values = yaml.load(path.read_text(), Loader=_Loader)
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError("config", f"{path} is not valid YAML or JSON ({first})") from None
+        values = read_yaml(path)
+    except ConfigError as err:
+        raise ConfigError("config", f"{path} is not valid YAML or JSON ({err.message})") from None
     if values is None:
         values = {}
     if not isinstance(values, dict):
@@ -139,6 +131,4 @@ def _refuse(message: str) -> int:
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     # NaN (a diverged loss) is written as null: metrics.json stays strict JSON.
     clean = json.loads(json.dumps(payload, default=str), parse_constant=lambda _: None)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(clean, indent=2, sort_keys=True) + "\n")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from study_files.atomic import replacing
 
 FORMAT = "simclr-sweep-trainer-checkpoint"
 VERSION = 1
@@ -25,11 +26,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
     Written aside and renamed, so a crash mid-write never leaves a torn checkpoint at ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
