@@ -85,7 +85,7 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     """Run the model through ``torch.compile``. On a CUDA device the augmentation pipeline's
-    deterministic half is compiled too; on the CPU only the model is (see benchmarks/results)."""
+    deterministic half is compiled too; on the CPU only the model is (inductor is slower than eager there)."""
     global_bn: bool = True
     # evaluation
     eval_every: int = 1

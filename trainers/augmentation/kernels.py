@@ -197,8 +197,8 @@ def _crop_apply(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Ten
     n, c, h, w = x.shape
     wy = _resample_matrix(top, height, h, image_size, interpolation).to(x.dtype)
     wx = _resample_matrix(left, width, w, image_size, interpolation).to(x.dtype)
-    # Two plain bmm's, channels folded into the rows, instead of matmuls that broadcast the weights
-    # over channels (which materialises them C times): ~1.7x faster on the CPU.
+    # Two plain bmm's, channels folded into the rows: a matmul broadcasting the weights over channels
+    # would materialise them C times.
     s = image_size
     cols = torch.bmm(x.reshape(n, c * h, w), wx.transpose(1, 2))                    # (N, C*H, S)
     rows = torch.bmm(wy, cols.view(n, c, h, s).transpose(1, 2).reshape(n, h, c * s))  # (N, S, C*S)

@@ -37,9 +37,8 @@ def convnet(*, stem: str, width: int) -> tuple[nn.Module, int]:
     """The small CPU encoder: a stride-2 conv stem, then conv-BN-ReLU blocks of 32, 64, 128 (x width)
     channels with 2x2 max pools between them and a global max pool; h of 128 x width.
 
-    Sized so that a quickstart trial (8 epochs of 3000 32x32 images) trains in about 20 s on one CPU
-    thread; the global max pool learns shape detectors faster than an average does on the quickstart's
-    shapes. The stride-2 first block is the stem, so ``stem`` does not apply.
+    Sized so that a quickstart trial trains in seconds on one CPU thread; the global max pool learns
+    shape detectors faster than an average does on the quickstart's shapes. The stride-2 first block is the stem, so ``stem`` does not apply.
     """
     c = 16 * width
     layers = (_conv_bn_relu(3, c, stride=2)                         # 16x16

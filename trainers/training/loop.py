@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from trainers.augmentation.pipeline import build_pipeline
 from trainers.config import ConfigError, TrainConfig
-from trainers.data.datasets import load_dataset
+from trainers.data.datasets import DataSplits, load_dataset
 from trainers.data.feeder import DeviceFeeder
 from trainers.evaluation.monitors import evaluate
 from trainers.losses import contrastive_loss
@@ -61,11 +61,7 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
     local_batch = cfg.batch_size // world
 
     # Data: uint8 on the device, shuffled and augmented there in batches.
-    try:
-        data = load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download,
-                            size=cfg.dataset_size or None, seed=cfg.seed)
-    except ValueError as err:  # missing files, a size the set cannot give: the user's to fix
-        raise ConfigError("dataset", str(err).removeprefix("dataset ")) from None
+    data = _load_data(cfg)
     feeder = DeviceFeeder(data.pretrain, device)
     steps_per_epoch = feeder.steps_per_epoch(cfg.batch_size)
     if steps_per_epoch == 0:
@@ -77,15 +73,10 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
     # Model: f and g; DDP (with global BN if asked) under a process group; compiled if asked.
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = model.to(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     if world > 1 and cfg.global_bn:
         model = distributed.convert_global_bn(model, device)
-    net = model
-    if world > 1:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
+    net = _wrap(model, cfg, device, world)
 
     # Optimiser, schedule, precision, the step.
     peak_lr = LR_SCALINGS[cfg.lr_scaling](cfg.lr, cfg.batch_size)
@@ -183,8 +174,24 @@ def make_update(cfg: TrainConfig, net: torch.nn.Module, optimizer: torch.optim.O
 
 def compiles_augmentation(cfg: TrainConfig, device: torch.device) -> bool:
     """``cfg.compile`` compiles the augmentation's deterministic half too, but on CUDA only: on the CPU
-    inductor runs it slower than eager (benchmarks/trainer_throughput.py measures both)."""
+    inductor runs it slower than eager (``benchmarks/trainer_throughput.py`` measures both)."""
     return cfg.compile and device.type == "cuda"
+
+
+def _load_data(cfg: TrainConfig) -> DataSplits:
+    try:
+        return load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download,
+                            size=cfg.dataset_size or None, seed=cfg.seed)
+    except ValueError as err:  # missing files, a size the set cannot give: the user's to fix
+        raise ConfigError("dataset", str(err).removeprefix("dataset ")) from None
+
+
+def _wrap(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, world: int) -> torch.nn.Module:
+    """What the step calls: the model, in DDP under a process group, compiled if asked."""
+    net = model
+    if world > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(net) if cfg.compile else net
 
 
 def _evaluates(cfg: TrainConfig, epoch: int) -> bool:
