@@ -41,8 +41,8 @@ if str(ROOT) not in sys.path:
 from trainers import TrainConfig, fit  # noqa: E402
 from trainers.data.datasets import DataSplits, load_dataset  # noqa: E402
 from trainers.evaluation.monitors import embed, feature_metrics, pca_features  # noqa: E402
-from trainers.model.networks import build_model  # noqa: E402
 from trainers.evaluation.probes import linear_r2  # noqa: E402
+from trainers.model.networks import build_model  # noqa: E402
 from trainers.training.state import load_checkpoint  # noqa: E402
 
 PCA_DIM = 128

@@ -19,8 +19,8 @@ import yaml
 from trainers import TrainConfig
 from trainers.data.datasets import load_dataset
 from trainers.evaluation.monitors import evaluate
-from trainers.training.device import resolve_device
 from trainers.model.networks import build_model
+from trainers.training.device import resolve_device
 
 
 def random_init_knn(fixed: dict, seed: int) -> float:

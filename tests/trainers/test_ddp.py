@@ -9,9 +9,9 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from trainers import TrainConfig, fit
-from trainers.training.distributed import GlobalBatchNorm, convert_global_bn
 from trainers.losses import contrastive_loss
 from trainers.model.networks import build_model
+from trainers.training.distributed import GlobalBatchNorm, convert_global_bn
 
 WORLD = 2
 LOCAL = 4  # rows per rank and view

@@ -8,8 +8,8 @@ import torch
 from trainers import TrainConfig, fit
 from trainers.data.datasets import load_dataset
 from trainers.evaluation.monitors import evaluate
-from trainers.training.device import resolve_device
 from trainers.model.networks import build_model
+from trainers.training.device import resolve_device
 
 OPTIONS = {"dataset": "shapes", "dataset_size": 1000, "backbone": "convnet", "epochs": 6, "batch_size": 128,
            "optimizer": "adam", "lr": 0.002, "temperature": 0.4, "augmentations": "color_jitter,flip",
