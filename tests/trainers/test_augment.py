@@ -7,6 +7,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from study_files.vocabulary import SIMCLR_AUGMENTATIONS
 from trainers.augmentation import kernels as A
 from trainers.augmentation.pipeline import build_pipeline
 
@@ -277,7 +278,7 @@ def test_pipeline_without_augmentations_returns_the_float_batch():
 def test_pipeline_output_is_image_size_in_unit_range_and_leaves_input_alone():
     batch = _uint8(side=40)
     before = batch.clone()
-    for names in (A.SIMCLR_AUGMENTATIONS, A.PAPER_ORDER[:-1], ["flip"], ["crop"]):
+    for names in (SIMCLR_AUGMENTATIONS, A.PAPER_ORDER[:-1], ["flip"], ["crop"]):
         out = build_pipeline(names, image_size=32)(batch, _gen())
         assert out.shape == (8, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
     assert torch.equal(batch, before)
@@ -359,8 +360,8 @@ def test_pipeline_refuses_bad_crop_interpolation_and_blur_kernel_at_build_time()
 
 def test_compiled_pipeline_matches_the_eager_one():
     batch = _uint8(16)
-    eager = build_pipeline(A.SIMCLR_AUGMENTATIONS, image_size=32, params={"color_jitter.strength": 0.5})
+    eager = build_pipeline(SIMCLR_AUGMENTATIONS, image_size=32, params={"color_jitter.strength": 0.5})
     # aot_eager traces the same graph as inductor without a C++ build: seconds, not minutes, on a CPU.
-    compiled = build_pipeline(A.SIMCLR_AUGMENTATIONS, image_size=32, params={"color_jitter.strength": 0.5},
+    compiled = build_pipeline(SIMCLR_AUGMENTATIONS, image_size=32, params={"color_jitter.strength": 0.5},
                                 compile="aot_eager")
     torch.testing.assert_close(compiled(batch, _gen(4)), eager(batch, _gen(4)), atol=TOL, rtol=0)
