@@ -177,7 +177,7 @@ def test_the_reports_best_configuration_is_a_config_the_trainer_takes(finished_s
 def test_baselines_and_embeddings_are_in_the_tables_and_the_report(finished_study):
     import numpy as np
 
-    from reports.tables import StudyTables
+    from study_files.tables import StudyTables
 
     proc, study_dir = finished_study
     tables = StudyTables(study_dir)

@@ -20,7 +20,7 @@ from reports.report import build_report
 from reports.sections.augmentations import Effect, _effects_finding
 from reports.sections.search import saving
 from reports.stats import Difference
-from reports.tables import StudyTables
+from study_files.tables import StudyTables
 
 FOUR = ("crop", "flip", "color_jitter", "blur")
 SUBSETS = [s for k in range(1, 5) for s in itertools.combinations(FOUR, k)]  # 15 non-empty subsets

@@ -10,8 +10,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from reports.schema import STATUSES
-from reports.tables import DEDUPED_EPOCHS_SQL, StudyTables, flatten_params, read_epochs, summarize_metrics
+from study_files.vocabulary import STATUSES
+from study_files.summary import flatten_params, summarize_metrics
+from study_files.tables import DEDUPED_EPOCHS_SQL, StudyTables, read_epochs
 
 T0 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 
