@@ -103,8 +103,10 @@ def _which_trial(data: StudyData, trial_id: str | None = None) -> str:
         return f"trial {trial_id}" if trial_id else "the best trial"
     if trial_id and trial_id != data.best.trial_id:
         return f"trial {trial_id} (the best configuration's best seed is now trial {data.best.trial_id})"
-    seeds = f"the best of its {data.best.seeds} seeds" if data.best.seeds > 1 else "its only scored trial"
-    return f"trial {data.best.trial_id}, the best configuration ({data.best.name}, by mean over seeds): {seeds}"
+    if data.best.seeds > 1:
+        return (f"trial {data.best.trial_id} (the best of the {data.best.seeds} seeds of the best configuration, "
+                f"{data.best.name}, best by its mean)")
+    return f"trial {data.best.trial_id} (the best configuration, {data.best.name})"
 
 
 def _float(value: object) -> float:

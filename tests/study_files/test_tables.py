@@ -16,7 +16,7 @@ from study_files.tables import DEDUPED_EPOCHS_SQL, StudyTables, read_epochs
 
 T0 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 
-# Copied from DESIGN.md ("Metric names" and "Tables"), not from reports.schema: the schema is checked
+# Copied from DESIGN.md ("Metric names" and "Tables"), not from study_files.schema: the schema is checked
 # against the design, never against itself.
 DESIGN_METRICS = ["epoch", "loss", "knn_top1", "linear_top1", "linear_r2", "lr", "images_per_s", "epoch_time_s",
                   "gpu_mem_gb"]
