@@ -33,7 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "reports")]
 import plotly.graph_objects as go  # noqa: E402
 
 from reports.report import build_report  # noqa: E402
-from reports.tables import StudyTables  # noqa: E402
+from study_files.tables import StudyTables  # noqa: E402
 from synthetic_study import make_study  # noqa: E402
 
 TARGET_S = 5.0

@@ -1,10 +1,7 @@
 """``build_report(study_dir)``: the study's tables and declaration in, ``report/index.html`` out."""
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 from reports.page import Section, render_page
 from reports.sections.augmentations import effects_section, pairs_section
@@ -15,7 +12,9 @@ from reports.sections.failures import failures_section
 from reports.sections.overview import leaderboard_section, summary_section
 from reports.sections.search import cost_section, history_section, importance_section, parallel_section
 from reports.study_data import StudyData, load_study
-from reports.tables import StudyFiles, is_remote
+from study_files.locations import Location, StudyFiles
+
+REPORT_FILE = "report/index.html"
 
 Builder = Callable[[StudyData], "Section | list[Section] | None"]
 
@@ -39,29 +38,18 @@ SECTIONS: tuple[Builder, ...] = (
 )
 
 
-def build_report(study_dir: Path | str) -> Path | str:
-    """Write ``<study_dir>/report/index.html`` atomically from study.yaml and the tables; return it.
+def build_report(study_dir: Location) -> Location:
+    """Write ``<study_dir>/report/index.html`` whole from study.yaml and the tables; return where it is.
 
-    Works on a finished study, on one still running, and on tables copied elsewhere. A remote
-    study (``s3://...``) gets its report written there, in one PUT, and its URI returned.
+    Works on a finished study, on one still running, and on tables copied elsewhere; a remote study
+    (``s3://...``) gets its report written there and its URI returned.
     """
-    remote = isinstance(study_dir, str) and is_remote(study_dir)
-    data = load_study(study_dir if remote else Path(study_dir))
+    files = StudyFiles(study_dir)
+    data = load_study(files.location())
     sections = [s for build in SECTIONS for s in _as_list(build(data))]
     subtitle = (f"{data.method} study of {data.metric} ({'maximize' if data.maximize else 'minimize'}), "
                 f"{len(data.trials)} trials")
-    page = render_page(data.name, subtitle, sections, data.notes)
-    if remote:
-        return StudyFiles(study_dir).write_text("report/index.html", page)
-    target = Path(study_dir) / "report" / "index.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return files.write_text(REPORT_FILE, render_page(data.name, subtitle, sections, data.notes))
 
 
 def _as_list(result: Section | list[Section] | None) -> list[Section]:

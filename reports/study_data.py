@@ -1,7 +1,8 @@
 """A study as the report sees it: its declaration, its tables and the derived views they share.
 
 A trial's *score* is its best value of the study's metric over its epochs (``best.<metric>``).
-Statistics use *scored* trials: those with a finite score that did not fail.
+Statistics use *scored* trials: those with a finite score that did not fail. "Best" means what
+`study_files.best` says: the best configuration by mean over seeds, and its best-scoring trial.
 """
 from __future__ import annotations
 
@@ -13,22 +14,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from reports.schema import AUGMENTATIONS_COLUMN, PARAM_PREFIX, STATUSES
 from reports.stats import t_critical
-from reports.tables import StudyFiles, StudyTables
+from study_files.best import Best, best, configuration_keys, configuration_name, ranked_configurations, scored_trials
+from study_files.declaration import Declaration
+from study_files.locations import Location, StudyFiles
+from study_files.schema import AUGMENTATIONS_COLUMN, PARAM_PREFIX, best_column
+from study_files.tables import StudyTables
+from study_files.vocabulary import STATUSES, STUDY_FILE
 
-DEFAULT_METRIC = "knn_top1"
 MAX_LEVELS = 8
-_NO_CONFIG = "\x00"  # starts the key of a trial without a config_id; no config_id starts so
 
 
 @dataclass
 class StudyData:
     """Everything a report section may read; derived views are computed once, on first use."""
 
-    study_dir: Path | str  # a URI for a remote study
+    study_dir: Location  # a URI for a remote study
     declaration: dict[str, Any]
     trials: pd.DataFrame
     epochs: pd.DataFrame
@@ -40,30 +42,26 @@ class StudyData:
     def name(self) -> str:
         return str(self.declaration.get("name") or Path(str(self.study_dir)).name)  # also for a URI
 
+    @cached_property
+    def _declared(self) -> Declaration:
+        return Declaration(self.declaration)
+
     @property
     def metric(self) -> str:
-        metric = self.declaration.get("metric")
-        if isinstance(metric, dict) and metric.get("name"):
-            return str(metric["name"])
-        return metric if isinstance(metric, str) and metric else DEFAULT_METRIC
+        return self._declared.metric
 
     @property
     def maximize(self) -> bool:
-        metric = self.declaration.get("metric")
-        goal = metric.get("goal") if isinstance(metric, dict) else None
-        if goal is None:
-            return self.metric != "loss"
-        return str(goal).lower() in ("maximize", "max")
+        return self._declared.maximize
 
     @property
     def method(self) -> str:
-        return str(self.declaration.get("method", "unknown"))
+        return self._declared.method
 
     @cached_property
     def scored(self) -> pd.DataFrame:
         """Trials with a finite score that did not fail, best first."""
-        frame = self.trials[np.isfinite(self.trials["score"]) & (self.trials["status"] != "failed")]
-        return frame.sort_values("score", ascending=not self.maximize, kind="stable")
+        return scored_trials(self.trials, self.metric, self.maximize)
 
     @cached_property
     def varying(self) -> list[str]:
@@ -102,8 +100,7 @@ class StudyData:
     def config_keys(self) -> pd.Series:
         """Each scored trial's configuration: its config_id, or its own trial id when it has none
         (a trial without a config_id is a configuration of its own, never pooled with others)."""
-        ids = self.scored["config_id"].astype(object)
-        return ids.where(ids.notna(), _NO_CONFIG + self.scored["trial_id"].astype(str))
+        return configuration_keys(self.scored)
 
     @cached_property
     def configs(self) -> pd.DataFrame:
@@ -112,16 +109,18 @@ class StudyData:
         params = [c for c in self.trials.columns if c.startswith(PARAM_PREFIX)]
         if self.scored.empty:
             return pd.DataFrame(columns=["key", "name", "config_id", "n", "mean", "std", "ci_lo", "ci_hi", *params])
-        groups = self.scored.groupby(self.config_keys.rename("key"), sort=False)
-        frame = groups["score"].agg(n="count", mean="mean", std="std")
+        frame = ranked_configurations(self.scored, self.maximize)
         half = frame["n"].map(lambda n: t_critical(n - 1) if n > 1 else math.nan) * frame["std"] / np.sqrt(frame["n"])
         frame["ci_lo"], frame["ci_hi"] = frame["mean"] - half, frame["mean"] + half
-        frame["trial_ids"] = groups["trial_id"].agg(list)
-        frame["statuses"] = groups["status"].agg(list)
-        frame["config_id"] = groups["config_id"].first()
-        frame = frame.join(groups[params].first()).reset_index()
-        frame.insert(1, "name", frame["key"].map(config_name))
-        return frame.sort_values("mean", ascending=not self.maximize, kind="stable").reset_index(drop=True)
+        firsts = self.scored.groupby(self.config_keys.rename("key"), sort=False)[["config_id", *params]].first()
+        frame = frame.join(firsts, on="key")
+        frame.insert(1, "name", frame["key"].map(configuration_name))
+        return frame
+
+    @cached_property
+    def best(self) -> Best | None:
+        """The best configuration and its best trial (`study_files.best`); None while none is scored."""
+        return best(self.trials, self.metric, self.maximize)
 
     def label(self, column: str) -> str:
         """A parameter column's name without its ``param.`` prefix."""
@@ -132,12 +131,6 @@ class StudyData:
         if value is None or not math.isfinite(value):
             return "n/a"
         return f"{value:.3f}" if abs(value) < 100 else f"{value:,.0f}"
-
-
-def config_name(key: str) -> str:
-    """A configuration as the report names it: its config_id, or ``(no config_id: <trial>)``."""
-    key = str(key)
-    return f"(no config_id: {key[len(_NO_CONFIG):]})" if key.startswith(_NO_CONFIG) else key
 
 
 def is_categorical(column: pd.Series) -> bool:
@@ -154,23 +147,22 @@ def split_augmentations(value: object) -> list[str]:
     return [part for part in str(value).split(",") if part]
 
 
-def load_study(study_dir: Path | str) -> StudyData:
+def load_study(study_dir: Location) -> StudyData:
     """Read ``study.yaml`` (when present) and the tables of a study directory (or study URI)."""
     files = StudyFiles(study_dir)
     study_dir = files.location()
     notes: list[str] = []
-    declaration: dict[str, Any] = {}
-    if files.exists("study.yaml"):
-        loaded = yaml.safe_load(files.read_text("study.yaml"))
-        declaration = loaded if isinstance(loaded, dict) else {}
+    declaration = Declaration()
+    if files.exists(STUDY_FILE):
+        declaration = Declaration.parse(files.read_text(STUDY_FILE))
     else:
-        notes.append("study.yaml is missing: the study's name, metric and method are guessed.")
+        notes.append(f"{STUDY_FILE} is missing: the study's name, metric and method are guessed.")
     tables = StudyTables(study_dir)
     trials = tables.read_trials()
     epochs = tables.read_epochs()
-    data = StudyData(study_dir, declaration, trials, epochs, notes,
+    data = StudyData(study_dir, declaration.raw, trials, epochs, notes,
                      baselines=tables.read_baselines(), embeddings=tables.read_embeddings())
-    score_column = f"best.{data.metric}"
+    score_column = best_column(data.metric)
     if score_column in trials:
         trials["score"] = pd.to_numeric(trials[score_column], errors="coerce").astype(float)
     else:

@@ -2,9 +2,10 @@
 
 `baselines: [random_init, pca]` scores a randomly initialised encoder and PCA of the raw pixels with
 the trials' probes, on the best trial's data and encoder configuration; `embeddings: N` exports h
-and g(h) of the best trial's last checkpoint for N test images, with a t-SNE of each. Both run as
-one Ray task holding a trial's resources (on a GPU cluster, a GPU), and land in
-`tables/baselines.parquet` and `tables/embeddings.npz`, which the report shows.
+and g(h) of the best trial's last checkpoint for N test images, with a t-SNE of each. The best trial
+is `study_files.best`'s: the best configuration's (by mean over seeds) best-scoring seed, the one the
+report names. Both run as one Ray task holding a trial's resources (on a GPU cluster, a GPU), and
+land in `tables/baselines.parquet` and `tables/embeddings.npz`, which the report shows.
 """
 from __future__ import annotations
 
@@ -16,28 +17,33 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from reports.tables import StudyFiles, StudyTables
+import numpy as np
+import ray
+
 from simclr_sweep.recording import params_from_row
+from simclr_sweep.resume import resume_point
 from simclr_sweep.study import Study
+from study_files.best import best
+from study_files.checkpoints import read_file
+from study_files.tables import StudyTables
+from study_files.vocabulary import CHECKPOINT_FILE
 
 
 def analyse_study(study: Study, study_dir, stream: TextIO | None = None) -> None:
     """Compute what the study asked for beyond its trials; a failure is reported, never raised."""
     if not study.baselines and not study.embeddings:
         return
-    import ray
-
     out = stream or sys.stdout
     tables = StudyTables(study_dir)
-    best = best_trial_row(tables, study)
+    trial = best_trial_row(tables, study)
     options = dict(study.fixed)
-    if best is not None:
-        options = {**params_from_row(best), "seed": int(best["seed"])}
+    if trial is not None:
+        options = {**params_from_row(trial), "seed": int(trial["seed"])}
     checkpoint = None
-    if study.embeddings and best is not None:
-        checkpoint = _checkpoint_bytes(study_dir, best["trial_id"])
+    if study.embeddings and trial is not None:
+        checkpoint = _checkpoint_bytes(study_dir, trial["trial_id"])
         if checkpoint is None:
-            print(f"embeddings: trial {best['trial_id']} left no checkpoint; none exported", file=out, flush=True)
+            print(f"embeddings: trial {trial['trial_id']} left no checkpoint; none exported", file=out, flush=True)
     resources = {"num_cpus": study.cpu, "num_gpus": min(study.gpu, 1.0)}
     t0 = time.monotonic()
     try:
@@ -54,39 +60,23 @@ def analyse_study(study: Study, study_dir, stream: TextIO | None = None) -> None
                           for name, m in result["baselines"].items())
         print(f"baselines: {shown}", file=out, flush=True)
     if result.get("embeddings"):
-        tables.write_embeddings(_with_trial(result["embeddings"], best["trial_id"]))
-        print(f"embeddings: {study.embeddings} test images of trial {best['trial_id']}", file=out, flush=True)
+        tables.write_embeddings(_with_trial(result["embeddings"], trial["trial_id"]))
+        print(f"embeddings: {study.embeddings} test images of trial {trial['trial_id']}", file=out, flush=True)
     print(f"(baselines and embeddings took {seconds:.0f} s)", file=out, flush=True)
 
 
 def best_trial_row(tables: StudyTables, study: Study) -> dict[str, Any] | None:
-    """The trial with the best `best.<metric>` that did not fail, as a row dict."""
-    trials = tables.read_trials()
-    column = f"best.{study.metric}"
-    if trials.empty or column not in trials:
-        return None
-    scored = trials[(trials["status"] != "failed") & trials[column].notna()]
-    if scored.empty:
-        return None
-    index = scored[column].idxmax() if study.mode == "max" else scored[column].idxmin()
-    return scored.loc[index].to_dict()
+    """The best configuration's best trial (`study_files.best`), as a row dict; None while none has a score."""
+    top = best(tables.read_trials(), study.metric, study.mode == "max")
+    return None if top is None else top.trial
 
 
 def _checkpoint_bytes(study_dir, trial_id: str) -> bytes | None:
-    from simclr_sweep.resume import latest_checkpoint
-
-    path = latest_checkpoint(study_dir, trial_id)
-    if path is None:
-        return None
-    if isinstance(path, Path):
-        return path.read_bytes()
-    folder, _, name = str(path).rpartition("/")  # a remote study's checkpoint URI
-    return StudyFiles(folder).read_bytes(name)
+    path = resume_point(study_dir, trial_id)[0]  # its newest whole checkpoint
+    return None if path is None else read_file(path)
 
 
 def _with_trial(npz: bytes, trial_id: str) -> bytes:
-    import numpy as np
-
     arrays = dict(np.load(io.BytesIO(npz)))
     arrays["trial_id"] = np.array(trial_id)
     buffer = io.BytesIO()
@@ -97,6 +87,7 @@ def _with_trial(npz: bytes, trial_id: str) -> bytes:
 def _analysis_task(options: dict[str, Any], baselines: list[str], sample: int,
                    checkpoint: bytes | None) -> dict[str, Any]:
     """Runs in a Ray worker: the baselines' metrics and the embeddings file's bytes."""
+    # lazy: torch loads in the worker that trains, never on the driver
     from trainers import TrainConfig
     from trainers.evaluation.baselines import baseline_metrics, checkpoint_embeddings
 
@@ -105,7 +96,7 @@ def _analysis_task(options: dict[str, Any], baselines: list[str], sample: int,
         out["baselines"] = baseline_metrics(TrainConfig.from_dict(options), baselines)
     if sample and checkpoint is not None:
         with tempfile.TemporaryDirectory(prefix="simclr-embeddings-") as tmp:
-            ckpt = Path(tmp) / "trainer.pt"
+            ckpt = Path(tmp) / CHECKPOINT_FILE
             ckpt.write_bytes(checkpoint)
             out["embeddings"] = checkpoint_embeddings(ckpt, Path(tmp) / "embeddings.npz", sample=sample).read_bytes()
     return out

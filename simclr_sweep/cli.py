@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from simclr_sweep.study import NAME_PATTERN, StudyError, load_study
+from study_files.errors import StudyFilesError
 
 EXIT_USAGE = 2
 
@@ -35,8 +36,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from simclr_sweep import storage as locations
     from simclr_sweep.runner import run_study, study_dir_for
+    from study_files import locations
 
     study = load_study(args.space)
     if args.name:
@@ -52,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _study_dir(args: argparse.Namespace):
     """STUDY_DIR as a folder or a remote study's URI, checked reachable."""
-    from simclr_sweep import storage as locations
+    from study_files import locations
 
     study_dir = locations.parse_location(args.study_dir, "STUDY_DIR")
     locations.check_reachable(study_dir, "STUDY_DIR")
@@ -66,25 +67,25 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports.report import build_report
-    from reports.tables import StudyFiles
-    from simclr_sweep import storage as locations
+    from reports.report import build_report  # lazy: plotly and pandas load only for the command that draws
+    from study_files.declaration import not_a_study
+    from study_files.locations import StudyFiles, storage_errors
+    from study_files.vocabulary import STUDY_FILE
 
     study_dir = _study_dir(args)
     files = StudyFiles(study_dir)
-    with locations.storage_errors(study_dir, "STUDY_DIR"):
+    with storage_errors(study_dir, "STUDY_DIR"):
         # The tables alone are enough (a copy on a laptop); study.yaml only adds the declaration.
         if not files.is_file("tables/trials.parquet"):
-            if not files.is_file("study.yaml"):
-                return _fail(f"{study_dir}: not a study directory (no study.yaml, no tables/trials.parquet); "
-                             "give the folder `simclr-sweep run` created")
+            if not files.is_file(STUDY_FILE):
+                raise not_a_study(study_dir, STUDY_FILE, "tables/trials.parquet")
             return _fail(f"{study_dir}: no tables/trials.parquet yet; the study has recorded no trial")
         print(build_report(study_dir))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from simclr_sweep.status import study_status
+    from simclr_sweep.status import study_status  # lazy: pandas and pyarrow load only for the command that reads tables
 
     print(study_status(_study_dir(args)))
     return 0
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except StudyError as err:
+    except (StudyError, StudyFilesError) as err:
         return _fail(str(err))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -1,6 +1,6 @@
 """The Tune callback that records every trial event in the study's tables, as it happens.
 
-The tables (written through `reports.tables.StudyTables`) are the study's source of truth: each
+The tables (written through `study_files.tables.StudyTables`) are the study's source of truth: each
 start, epoch, completion and error is written at once, atomically, keyed by trial id and epoch.
 """
 
@@ -17,9 +17,10 @@ from typing import Any, Callable
 
 from ray.tune import Callback
 
-from reports.tables import StudyTables, flatten_params, summarize_metrics
 from simclr_sweep.study import Study
 from simclr_sweep.trainable import TrialSetup, sampled_params, table_trial_id, train_options, trial_seed
+from study_files.summary import flatten_params, summarize_metrics
+from study_files.tables import StudyTables
 
 
 def config_id(config: dict[str, Any]) -> str:
@@ -57,7 +58,7 @@ class TableRecorder(Callback):
     rewriting the trials table after every epoch of every trial would cost more than short trials do.
 
     `after_event()`, when given, is called after each Tune event the recorder handles (a remote study
-    copies its Optuna journal there: `simclr_sweep.storage.JournalMirror.sync`); it must be cheap
+    copies its Optuna journal there: `simclr_sweep.journal.JournalMirror.sync`); it must be cheap
     when nothing changed, and picklable.
     """
 
@@ -240,7 +241,7 @@ class TableRecorder(Callback):
 
 def load_records(tables: StudyTables, setup: TrialSetup) -> dict[str, TrialRecord]:
     """Rebuild the driver's view of every recorded trial from the tables."""
-    from reports.schema import METRICS
+    from study_files.vocabulary import METRICS
 
     trials = tables.read_trials()
     if trials.empty:
@@ -289,7 +290,7 @@ def _present(value: Any) -> bool:
 
 
 def _epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
-    from reports.schema import METRICS
+    from study_files.vocabulary import METRICS
 
     return {
         name: float(result[name])

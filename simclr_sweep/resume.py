@@ -26,12 +26,12 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from reports.tables import StudyTables
-from simclr_sweep import storage as locations
 from simclr_sweep.recording import params_from_row
-from simclr_sweep.storage import Location
 from simclr_sweep.study import Study
 from simclr_sweep.trainable import CHECKPOINT_FILE, RESUME_FROM, RESUME_OF, SUGGESTION, TRIAL_INDEX, sampled_params
+from study_files.checkpoints import checkpoint_files
+from study_files.locations import Location, StudyFiles
+from study_files.tables import StudyTables
 
 TERMINAL = ("completed", "early_stopped", "diverged", "failed")
 
@@ -80,7 +80,7 @@ def resume_point(study_dir: Location, trial_id: str, recorded_epochs: int | None
     from trainers.training.state import CheckpointError, load_checkpoint
 
     found = []
-    for path, local, mtime in locations.checkpoint_files(study_dir, trial_id, CHECKPOINT_FILE):
+    for path, local, mtime in checkpoint_files(study_dir, trial_id, CHECKPOINT_FILE):
         try:
             state = load_checkpoint(local)
         except CheckpointError:
@@ -95,7 +95,7 @@ def resume_point(study_dir: Location, trial_id: str, recorded_epochs: int | None
 
 
 def _epoch_row(metrics: dict[str, Any], epoch: int) -> dict[str, float]:
-    from reports.schema import METRICS
+    from study_files.vocabulary import METRICS
 
     row = {name: float(metrics[name]) for name in METRICS
            if isinstance(metrics.get(name), (int, float)) and not isinstance(metrics.get(name), bool)}
@@ -123,7 +123,7 @@ def repair_journal(path: Path) -> int:
 
 
 def next_experiment_name(study_dir: Location) -> str:
-    taken = set(locations.list_names(study_dir))
+    taken = set(StudyFiles(study_dir).list())
     k = 1
     while f"tune-resume-{k}" in taken:
         k += 1

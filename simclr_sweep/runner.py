@@ -13,8 +13,10 @@ from typing import TextIO
 
 import yaml
 
-from simclr_sweep import storage as locations
-from simclr_sweep.storage import Location
+from simclr_sweep.journal import journal_mirror, journal_path, tune_storage
+from study_files import locations
+from study_files.declaration import claim_study, declaration_text
+from study_files.locations import Location
 from simclr_sweep.study import Study, StudyError
 
 # Tune's own result loggers (CSV, JSON, TensorBoard) duplicate what our tables hold.
@@ -39,7 +41,7 @@ class StudyOutcome:
 
 def study_dir_for(study: Study, storage: Location) -> Location:
     storage = locations.as_location(storage)
-    if not isinstance(storage, Path):  # a URI (simclr_sweep.storage)
+    if not isinstance(storage, Path):  # a URI (study_files.locations)
         return locations.child(storage, study.name)
     return (storage / study.name).resolve()
 
@@ -60,7 +62,7 @@ def prepare_study_dir(study: Study, storage: Location) -> Location:
     """Create `<storage>/<name>/` with the frozen declaration; refuse a directory already used."""
     study_dir = study_dir_for(study, storage)
     if not isinstance(study_dir, Path):
-        locations.prepare_remote(study_dir, yaml.safe_dump({**study.raw, "name": study.name}, sort_keys=False))
+        claim_study(study_dir, yaml.safe_dump({**study.raw, "name": study.name}, sort_keys=False))
         return study_dir
     if study_dir.exists() and any(study_dir.iterdir()):
         raise StudyError(
@@ -122,14 +124,14 @@ def open_journal(study_dir: Location):
     """The study's Optuna storage: a JournalStorage file beside the tables, written at each event.
 
     A remote study's journal is a local file on the driver, copied to the study's URI as it changes
-    (`simclr_sweep.storage.JournalMirror`).
+    (`simclr_sweep.journal.JournalMirror`).
     """
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    path = locations.journal_path(study_dir)
+    path = journal_path(study_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
 
@@ -183,7 +185,7 @@ def _tune(study: Study, study_dir: Location, search_alg, num_samples: int, exper
     from simclr_sweep.trainable import run_trial, trial_dirname
 
     setup = trial_setup(study, study_dir)
-    journal = locations.journal_mirror(study_dir)  # None for a local study
+    journal = journal_mirror(study_dir)  # None for a local study
     recorder = TableRecorder(study, study_dir, setup, after_event=journal.sync if journal else None)
     progress = ProgressView(recorder, total=study.num_trials, stream=stream)
     # A DDP trial only waits on its Ray Train workers, which hold the study's resources.
@@ -203,7 +205,7 @@ def _tune(study: Study, study_dir: Location, search_alg, num_samples: int, exper
         ),
         run_config=tune.RunConfig(
             name=experiment,
-            **locations.tune_storage(study_dir),
+            **tune_storage(study_dir),
             callbacks=[recorder, progress],
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -251,7 +253,7 @@ def load_study_dir(study_dir: Location) -> Study:
 
     study_dir = locations.as_location(study_dir)
     if not isinstance(study_dir, Path):
-        return parse_study(yaml.safe_load(locations.read_declaration(study_dir)))
+        return parse_study(yaml.safe_load(declaration_text(study_dir)))
     if not (study_dir / STUDY_FILE).is_file():
         raise StudyError(str(study_dir), f"not a study directory (no {STUDY_FILE}); give the folder `simclr-sweep run` created")
     return load_study(study_dir / STUDY_FILE)
@@ -259,7 +261,7 @@ def load_study_dir(study_dir: Location) -> Study:
 
 def resume_study(study_dir: Location, address: str | None = None, stream: TextIO | None = None) -> StudyOutcome:
     """Continue an interrupted study from its tables and Optuna journal (see `simclr_sweep.resume`)."""
-    from reports.tables import StudyTables
+    from study_files.tables import StudyTables
     from simclr_sweep.resume import ResumingSearch, next_experiment_name, plan_resume, repair_journal
     from simclr_sweep.recording import TableRecorder
 
@@ -267,12 +269,12 @@ def resume_study(study_dir: Location, address: str | None = None, stream: TextIO
     if isinstance(study_dir, Path):
         study_dir = study_dir.resolve()
     study = load_study_dir(study_dir)
-    journal = locations.journal_mirror(study_dir)
+    journal = journal_mirror(study_dir)
     if journal:
         with locations.storage_errors(study_dir, "STUDY_DIR"):
             journal.fetch()
     out = stream or sys.stdout
-    cut = repair_journal(locations.journal_path(study_dir))
+    cut = repair_journal(journal_path(study_dir))
     if cut:
         print(f"{JOURNAL_FILE}: cut a last record the interruption left half-written ({cut} bytes)", file=out, flush=True)
     storage = open_journal(study_dir)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import yaml
 
-from reports.schema import METRICS
+from study_files.vocabulary import METRICS
 
 METHODS = ("tpe", "random", "grid", "cmaes", "gp", "qmc")
 GOALS = {"maximize": "max", "minimize": "min"}

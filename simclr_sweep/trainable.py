@@ -87,7 +87,7 @@ def _resume_file(config: dict[str, Any], tmp: str) -> Path | None:
         return Path(checkpoint.to_directory(tmp)) / CHECKPOINT_FILE
     source = config.get(RESUME_FROM)
     if source and "://" in str(source):  # a remote study's checkpoint (s3://...)
-        from simclr_sweep.storage import fetch_file
+        from study_files.checkpoints import fetch_file
 
         return fetch_file(str(source), Path(tmp) / CHECKPOINT_FILE)
     return Path(source) if source else None
@@ -159,7 +159,7 @@ def _run_ddp_trial(options: dict[str, Any], resume_file: Path | None, setup: Tri
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
-    from simclr_sweep.storage import tune_storage
+    from simclr_sweep.journal import tune_storage
 
     resume = resume_file.read_bytes() if resume_file is not None else None
     epochs: Queue = Queue(actor_options={"num_cpus": 0})

@@ -27,6 +27,8 @@ def replacing(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")  # unique: concurrent writers never collide
     try:
         yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())  # the bytes reach the disk before the name does: a power cut leaves old or new
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -9,11 +9,11 @@ import numpy as np
 import plotly.graph_objects as go
 
 from reports.page import GOOD, NEUTRAL, Section, esc, figure_html, style, table_html
-from reports.schema import AUGMENTATIONS_COLUMN
 from reports.stats import Difference, compare_means, holm, mean_ci
 from reports.study_data import StudyData, split_augmentations
+from study_files.schema import AUGMENTATIONS_COLUMN
+from study_files.vocabulary import SIMCLR_AUGMENTATIONS
 
-_PAPER_ORDER = ("crop", "flip", "color_jitter", "grayscale", "blur")
 ALPHA = 0.05
 
 
@@ -177,7 +177,8 @@ def _direction(data: StudyData, effect: Effect, *, would: bool = False) -> str:
 
 
 def _paper_rank(name: str) -> tuple[int, str]:
-    return (_PAPER_ORDER.index(name) if name in _PAPER_ORDER else len(_PAPER_ORDER), name)
+    order = SIMCLR_AUGMENTATIONS
+    return (order.index(name) if name in order else len(order), name)
 
 
 def _interval(diff: Difference) -> str:

@@ -11,9 +11,9 @@ from plotly.subplots import make_subplots
 
 from reports.page import Section, esc, figure_html, style, table_html
 from reports.study_data import StudyData
+from study_files.schema import BASELINE_METRICS, best_column
 
 BASELINE_NAMES = {"random_init": "random-init encoder", "pca": "PCA of the pixels"}
-PROBE_METRICS = ("knn_top1", "linear_top1", "linear_r2")
 NEIGHBOURS = 10
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf")
@@ -24,7 +24,7 @@ def baselines_section(data: StudyData) -> Section | None:
     baselines = data.baselines
     if baselines is None or baselines.empty:
         return None
-    metrics = [m for m in PROBE_METRICS if m in baselines and baselines[m].notna().any()]
+    metrics = [m for m in BASELINE_METRICS if m in baselines and baselines[m].notna().any()]
     best = {m: _best(data, m) for m in metrics}
     fig = go.Figure()
     fig.add_bar(name="best trial", x=metrics, y=[best[m] for m in metrics], marker_color="#1f77b4",
@@ -38,7 +38,8 @@ def baselines_section(data: StudyData) -> Section | None:
     rows = [["best trial", *[data.fmt(best[m]) for m in metrics]]]
     rows += [[BASELINE_NAMES.get(r["baseline"], r["baseline"]), *[data.fmt(_float(r.get(m))) for m in metrics]]
              for r in baselines.to_dict("records")]
-    note = ("Baselines are scored once, after the trials, on the best trial's data with the trials' "
+    note = (f"The best trial is {_which_trial(data)}. "
+            "Baselines are scored once, after the trials, on the best trial's data with the trials' "
             "probes (weighted kNN on h; the linear probe on standardised h with its L2 strength chosen on a "
             "validation split). A trial's score is its best over epochs; a blank means the trials did not "
             "compute that metric (linear_top1 needs linear_eval: true).")
@@ -78,8 +79,8 @@ def embeddings_section(data: StudyData) -> Section | None:
     style(fig, height=500)
     # The legend above the two panels' titles.
     fig.update_layout(margin={"l": 20, "r": 20, "t": 90, "b": 20}, legend={"y": 1.14})
-    trial = str(arrays.get("trial_id", "")) or "the best trial"
-    note = (f"{len(labels)} test images of trial {trial}, embedded by its last checkpoint and mapped to 2-D "
+    note = (f"{len(labels)} test images of {_which_trial(data, str(arrays.get('trial_id', '')) or None)}, "
+            "embedded by its last checkpoint and mapped to 2-D "
             "by t-SNE (perplexity 30), each space on its own. Distances between clusters in a t-SNE map "
             "are not meaningful; which points share a cluster is.")
     return Section("embeddings", "What the best trial learned: h against g(h)",
@@ -90,11 +91,22 @@ def embeddings_section(data: StudyData) -> Section | None:
 
 
 def _best(data: StudyData, metric: str) -> float:
-    column = f"best.{metric}"
-    if column not in data.trials:
+    """The best trial's (`study_files.best`: the best configuration's best seed) own value of ``metric``."""
+    if data.best is None:
         return math.nan
-    values = pd.to_numeric(data.trials.loc[data.trials["status"] != "failed", column], errors="coerce").dropna()
-    return float(values.max()) if len(values) else math.nan
+    return _float(data.best.trial.get(best_column(metric)))
+
+
+def _which_trial(data: StudyData, trial_id: str | None = None) -> str:
+    """Names the trial shown as the best one, and what makes it so."""
+    if data.best is None:
+        return f"trial {trial_id}" if trial_id else "the best trial"
+    if trial_id and trial_id != data.best.trial_id:
+        return f"trial {trial_id} (the best configuration's best seed is now trial {data.best.trial_id})"
+    if data.best.seeds > 1:
+        return (f"trial {data.best.trial_id} (the best of the {data.best.seeds} seeds of the best configuration, "
+                f"{data.best.name}, best by its mean)")
+    return f"trial {data.best.trial_id} (the best configuration, {data.best.name})"
 
 
 def _float(value: object) -> float:

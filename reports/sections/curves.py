@@ -96,8 +96,8 @@ def _figure(points: pd.DataFrame, metric: str, data: StudyData) -> go.Figure:
                                      marker={"symbol": "x", "size": 9, "color": STATUS_COLOURS[status]},
                                      name="diverged here", text=[esc(t) for t in ends["trial_id"]],
                                      hovertemplate="%{text} diverged at epoch %{x}<extra></extra>"))
-    if not data.scored.empty:
-        best_id = data.scored.iloc[0]["trial_id"]
+    if data.best is not None:
+        best_id = data.best.trial_id
         best = points[points["trial_id"] == best_id]
         fig.add_trace(go.Scatter(x=best["epoch"].to_numpy(), y=best[metric].to_numpy(), mode="lines",
                                  name=f"best: {esc(best_id)}", line={"color": "#08306b", "width": 3},
@@ -127,9 +127,9 @@ def _finding(data: StudyData) -> str:
         if counts.get(status, 0):
             parts.append(f"{int(counts[status])} {status.replace('_', ' ')}")
     sentence = "; ".join(parts)
-    if data.scored.empty:
+    if data.best is None:
         return sentence + "."
-    best = data.scored.iloc[0]
+    best = data.best.trial
     at = data.epochs[data.epochs["trial_id"] == best["trial_id"]]
     epoch = ""
     if _has(at, data.metric):

@@ -9,8 +9,9 @@ import pandas as pd
 import yaml
 
 from reports.page import Safe, Section, esc, is_missing, show, status_chip, status_dot, table_html
-from reports.schema import AUGMENTATIONS_COLUMN, PARAM_PREFIX, STATUSES
 from reports.study_data import StudyData, split_augmentations
+from study_files.schema import AUGMENTATIONS_COLUMN, PARAM_PREFIX
+from study_files.vocabulary import STATUSES
 
 LEADERBOARD_ROWS = 50
 
@@ -59,9 +60,8 @@ def leaderboard_section(data: StudyData) -> Section | None:
 
 
 def best_trial(data: StudyData) -> pd.Series:
-    """The best-scoring trial of the best configuration (by mean over seeds)."""
-    top_key = data.configs.iloc[0]["key"]
-    return data.scored[data.config_keys == top_key].iloc[0]  # scored is best first
+    """The best-scoring trial of the best configuration (by mean over seeds): `study_files.best`'s."""
+    return pd.Series(data.best.trial)
 
 
 def best_config(data: StudyData) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def _best_and_reproduce(data: StudyData) -> list[str]:
 
 
 def _summary_finding(data: StudyData) -> str:
-    done = int(data.trials["status"].isin(("completed", "early_stopped", "diverged", "failed")).sum())
+    done = int((data.trials["status"] != "running").sum())  # load_study reads an unknown status as running
     if data.scored.empty:
         return f"{len(data.trials)} trials so far ({done} finished); none has reported {data.metric} yet."
     top = data.configs.iloc[0]

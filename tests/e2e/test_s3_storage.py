@@ -19,7 +19,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from processes import kill_tree
-from reports.tables import StudyFiles, StudyTables
+from study_files.locations import StudyFiles
+from study_files.tables import StudyTables
 
 SMALL = {
     "name": "s3-small",

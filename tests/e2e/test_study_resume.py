@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from processes import kill_tree
-from reports.tables import StudyTables
+from study_files.tables import StudyTables
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 

@@ -11,7 +11,7 @@ import psutil
 import pytest
 import yaml
 
-from reports.tables import StudyTables
+from study_files.tables import StudyTables
 
 
 def _study(data_root: Path) -> dict:

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from reports.tables import StudyTables, summarize_metrics
+from study_files.summary import summarize_metrics
+from study_files.tables import StudyTables
 
 AUGMENTATIONS = ("crop", "flip", "color_jitter", "grayscale", "blur")
 SINGLES_AND_PAIRS = [(a,) for a in AUGMENTATIONS] + list(itertools.combinations(AUGMENTATIONS, 2))

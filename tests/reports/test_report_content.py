@@ -15,7 +15,7 @@ import yaml
 from reports.report import build_report
 from reports.sections import curves
 from reports.study_data import load_study
-from reports.tables import StudyTables
+from study_files.tables import StudyTables
 from report_html import finding, section_ids
 from synthetic_study import XSS, make_study
 

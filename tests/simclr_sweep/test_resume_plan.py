@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 import optuna
 import pytest
 
-from reports.tables import StudyTables
+from study_files.tables import StudyTables
 from simclr_sweep.resume import plan_resume
 from simclr_sweep.runner import open_journal, open_optuna_study
 from simclr_sweep.search import define_by_run, make_sampler
@@ -163,7 +163,7 @@ def test_suggestions_cut_short_by_the_kill_are_drawn_to_the_end_on_their_own_gri
 
 def test_a_journal_record_cut_short_by_the_kill_is_cut_so_optuna_can_write_again(tmp_path):
     from simclr_sweep.resume import repair_journal
-    from simclr_sweep.storage import journal_path
+    from simclr_sweep.journal import journal_path
 
     study = parse_study({"name": "j", "metric": {"name": "knn_top1", "goal": "maximize"}, "method": "random",
                          "trials": 3, "fixed": {"epochs": 3}, "parameters": {"temperature": {"values": [0.2, 0.5]}}})

@@ -1,10 +1,11 @@
-"""simclr_sweep.storage against moto's S3 server: the journal mirror, checkpoint discovery, refused credentials."""
+"""A study on moto's S3 server: locations, the journal mirror, checkpoint discovery, refused credentials."""
 import pytest
 import yaml
 
-from reports.tables import StudyFiles
-from simclr_sweep import storage
-from simclr_sweep.study import StudyError
+from simclr_sweep import journal
+from study_files import checkpoints, locations
+from study_files.errors import StudyFilesError
+from study_files.locations import StudyFiles
 
 
 @pytest.fixture
@@ -14,18 +15,18 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_locations(cache):
-    assert storage.parse_location("studies") == storage.as_location("studies")
-    assert storage.parse_location("s3://bucket/studies/") == "s3://bucket/studies"
-    assert storage.child("s3://bucket/studies", "demo") == "s3://bucket/studies/demo"
-    assert storage.name_of("s3://bucket/studies/demo") == "demo"
-    assert storage.journal_path("s3://bucket/studies/demo") == cache / "bucket" / "studies" / "demo" / "optuna.journal"
-    with pytest.raises(StudyError, match=r"^--storage: s3://: names no bucket"):
-        storage.parse_location("s3://")
+    assert locations.parse_location("studies") == locations.as_location("studies")
+    assert locations.parse_location("s3://bucket/studies/") == "s3://bucket/studies"
+    assert locations.child("s3://bucket/studies", "demo") == "s3://bucket/studies/demo"
+    assert locations.name_of("s3://bucket/studies/demo") == "demo"
+    assert journal.journal_path("s3://bucket/studies/demo") == cache / "bucket" / "studies" / "demo" / "optuna.journal"
+    with pytest.raises(StudyFilesError, match=r"^--storage: s3://: names no bucket"):
+        locations.parse_location("s3://")
 
 
 def test_journal_mirror_uploads_changes_and_fetch_keeps_the_longer_local_copy(s3_bucket, cache):
     uri = f"s3://{s3_bucket}/studies/demo"
-    mirror = storage.JournalMirror(uri)
+    mirror = journal.JournalMirror(uri)
     assert mirror.sync() is False  # no journal yet
     mirror.local.parent.mkdir(parents=True)
     mirror.local.write_bytes(b'{"op": 1}\n{"op": 2}\n{"op"')  # a record being appended
@@ -34,11 +35,11 @@ def test_journal_mirror_uploads_changes_and_fetch_keeps_the_longer_local_copy(s3
     assert mirror.sync() is False  # unchanged: no upload
 
     mirror.local.write_bytes(b'{"op": 1}\n{"op": 2}\n{"op": 3}\n')
-    storage.JournalMirror(uri).fetch()  # the local copy extends the remote one: kept
+    journal.JournalMirror(uri).fetch()  # the local copy extends the remote one: kept
     assert mirror.local.read_bytes().endswith(b'{"op": 3}\n')
 
     StudyFiles(uri).write_bytes("optuna.journal", b'{"op": 9}\n')  # another machine's journal
-    storage.JournalMirror(uri).fetch()
+    journal.JournalMirror(uri).fetch()
     assert mirror.local.read_bytes() == b'{"op": 9}\n'
 
 
@@ -48,12 +49,12 @@ def test_checkpoints_of_a_remote_study_are_found_by_uri_and_read_locally(s3_buck
     files.write_bytes("tune/trial-t1/checkpoint_000000/trainer.pt", b"one")
     files.write_bytes("tune-resume-1/trial-t1/checkpoint_000001/trainer.pt", b"two")
     files.write_bytes("tune/trial-t2/checkpoint_000000/trainer.pt", b"other trial")
-    found = storage.checkpoint_files(uri, "t1", "trainer.pt")
+    found = checkpoints.checkpoint_files(uri, "t1", "trainer.pt")
     assert sorted(ref for ref, _, _ in found) == [f"{uri}/tune-resume-1/trial-t1/checkpoint_000001/trainer.pt",
                                                  f"{uri}/tune/trial-t1/checkpoint_000000/trainer.pt"]
     assert sorted(local.read_bytes() for _, local, _ in found) == [b"one", b"two"]
     assert all(str(local).startswith(str(cache)) for _, local, _ in found)
-    assert storage.fetch_file(found[0][0], cache / "x" / "trainer.pt").read_bytes() in (b"one", b"two")
+    assert checkpoints.fetch_file(found[0][0], cache / "x" / "trainer.pt").read_bytes() in (b"one", b"two")
     from simclr_sweep.resume import next_experiment_name
 
     assert next_experiment_name(uri) == "tune-resume-2"

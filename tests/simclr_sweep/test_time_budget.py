@@ -3,7 +3,7 @@ import io
 import json
 from datetime import datetime, timezone
 
-from reports.tables import StudyTables
+from study_files.tables import StudyTables
 from simclr_sweep.recording import TableRecorder
 from simclr_sweep.runner import open_journal, open_optuna_study, prepare_study_dir, resume_study, trial_setup
 from simclr_sweep.study import parse_study

@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from reports.report import build_report
-from reports.tables import StudyFiles, StudyTables, is_remote, remote_filesystem
+from study_files.locations import StudyFiles, is_remote, remote_filesystem
+from study_files.tables import StudyTables
 
 T0 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 

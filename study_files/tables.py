@@ -1,7 +1,7 @@
 """Reading and writing a study's tables: ``tables/trials.parquet`` and ``tables/epochs/``.
 
-Every write goes to a temporary file beside its target and is renamed into place, so a reader (or
-a crash) sees either the old file or the new one, never half of one. Rows are keyed: a trial by
+Every write replaces a file whole (`StudyFiles.write_table`), so a reader (or a crash) sees either
+the old file or the new one, never half of one. Rows are keyed: a trial by
 ``trial_id``, an epoch by ``(trial_id, epoch)``; writing a key again replaces the earlier row, so a
 resume that replays results never duplicates them.
 
@@ -11,9 +11,8 @@ the end of each session, and until then a replayed epoch is in two parts. ``read
 Reading the parts directly (pandas, polars, duckdb) sees every copy; keep the row of the last part,
 by file name (names sort in write order), as in ``DEDUPED_EPOCHS_SQL`` for duckdb.
 
-A study folder may also be a URI (``s3://bucket/prefix/study``): the same files then go through a
-``pyarrow.fs`` filesystem (``StudyFiles``). An object store replaces an object whole at each PUT,
-so there a file is written directly, in one request, from bytes already complete in memory.
+A study folder may also be a URI (``s3://bucket/prefix/study``): every file goes through
+`study_files.locations.StudyFiles`, which writes it whole either way.
 """
 from __future__ import annotations
 
@@ -27,204 +26,35 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from reports.schema import (
-    AUGMENTATIONS_COLUMN,
+from study_files.locations import Location, StudyFiles
+from study_files.schema import (
     BASELINES_SCHEMA,
     EPOCH_COLUMNS,
     EPOCHS_SCHEMA,
-    METRIC_GOALS,
-    METRICS,
     PARAM_PREFIX,
-    STATUSES,
     TRIAL_FIXED_COLUMNS,
-    best_column,
-    last_column,
     param_type,
     trials_schema,
 )
+from study_files.summary import param_value
+from study_files.vocabulary import METRICS, STATUSES
 
 _PART_NAME = re.compile(r"^part-(\d{20})-(compacted|[0-9a-f]{8})\.parquet$")
 _TIMESTAMP_COLUMNS = ("started_at", "ended_at")
 _INT_COLUMNS = ("seed", "epochs_run")
 _READ_RETRIES = 20
+_TABLES = "tables"
 _TRIALS = "tables/trials.parquet"
 _EPOCHS = "tables/epochs"
 _RUN_TIME = "tables/run_time.json"
 _BASELINES = "tables/baselines.parquet"
 _EMBEDDINGS = "tables/embeddings.npz"
-
-
-# -- where a study's files live: a local folder or a URI ---------------------------------------
-
-
-def is_remote(location: str | os.PathLike[str]) -> bool:
-    """Whether a study location is a URI of a remote filesystem (``s3://...``), not a local path.
-
-    A ``pathlib.Path`` is always local (``Path("s3://b")`` has already lost the URI); ``file://``
-    URIs are local too.
-    """
-    if isinstance(location, os.PathLike):
-        return False
-    scheme, sep, _ = str(location).partition("://")
-    return bool(sep) and scheme.lower() != "file" and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) is not None
-
-
-def remote_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The ``pyarrow.fs`` filesystem of a remote URI and the path on it (no scheme, no end slash).
-
-    ``s3://`` follows the standard AWS environment: ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``
-    (an S3-compatible server such as MinIO or moto), ``AWS_REGION`` or ``AWS_DEFAULT_REGION``;
-    credentials come from AWS's own chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
-    ``AWS_PROFILE`` and ``~/.aws``, an instance role). Other schemes go to
-    ``pyarrow.fs.FileSystem.from_uri`` as they are. Raises ``ValueError`` for a URI it cannot use.
-    """
-    scheme, _, rest = uri.partition("://")
-    if scheme.lower() == "s3" and "?" not in rest:
-        path = rest.strip("/")
-        if not path or rest.startswith("/"):
-            raise ValueError(f"{uri}: an s3 URI names a bucket, as in s3://bucket/prefix")
-        options: dict[str, Any] = {}
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if endpoint:
-            options["endpoint_override"] = endpoint
-            options["region"] = region or "us-east-1"
-        elif region:
-            options["region"] = region
-        if options:
-            return pafs.S3FileSystem(**options), path
-    try:
-        fs, path = pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as err:
-        raise ValueError(f"{uri}: not a URI pyarrow can open ({str(err).splitlines()[0]})") from None
-    return fs, path.rstrip("/")
-
-
-class StudyFiles:
-    """The files of one study folder, by path relative to it: a local folder or a remote URI.
-
-    Local writes go to a temporary file beside the target and are renamed into place; remote
-    writes are one PUT of the whole content (an object store never shows half an object).
-    """
-
-    def __init__(self, location: str | os.PathLike[str]) -> None:
-        self.remote = is_remote(location)
-        if self.remote:
-            self.uri = str(location).rstrip("/")
-            self._fs: tuple[pafs.FileSystem, str] | None = None
-        else:
-            self.root = Path(location)
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_fs": None}
-
-    @property
-    def filesystem(self) -> pafs.FileSystem:
-        return self._remote()[0]
-
-    def _remote(self) -> tuple[pafs.FileSystem, str]:
-        if self._fs is None:
-            self._fs = remote_filesystem(self.uri)
-        return self._fs
-
-    def fs_path(self, rel: str = "") -> str:
-        """The path of ``rel`` on the remote filesystem (``bucket/prefix/study/rel``)."""
-        base = self._remote()[1]
-        return f"{base}/{rel}" if rel else base
-
-    def location(self, rel: str = "") -> Path | str:
-        """What names ``rel`` for a user: a local Path, or the remote URI."""
-        if self.remote:
-            return f"{self.uri}/{rel}" if rel else self.uri
-        return self.root / rel if rel else self.root
-
-    def exists(self, rel: str) -> bool:
-        if not self.remote:
-            return (self.root / rel).exists()
-        return self.filesystem.get_file_info(self.fs_path(rel)).type != pafs.FileType.NotFound
-
-    def is_file(self, rel: str) -> bool:
-        if not self.remote:
-            return (self.root / rel).is_file()
-        return self.filesystem.get_file_info(self.fs_path(rel)).type == pafs.FileType.File
-
-    def read_bytes(self, rel: str) -> bytes:
-        """The whole file, read through one open; FileNotFoundError when it is not there."""
-        if not self.remote:
-            return (self.root / rel).read_bytes()
-        with self.filesystem.open_input_file(self.fs_path(rel)) as handle:
-            return handle.readall()
-
-    def read_text(self, rel: str) -> str:
-        return self.read_bytes(rel).decode("utf-8")
-
-    def write_bytes(self, rel: str, data: bytes) -> Path | str:
-        """Replace ``rel`` with ``data`` whole; returns its location."""
-        if not self.remote:
-            target = self.root / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-            try:
-                tmp.write_bytes(data)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
-            return target
-        with self.filesystem.open_output_stream(self.fs_path(rel)) as out:
-            out.write(data)
-        return self.location(rel)
-
-    def write_text(self, rel: str, text: str) -> Path | str:
-        return self.write_bytes(rel, text.encode("utf-8"))
-
-    def list(self, rel: str = "") -> list[str]:
-        """Names directly under folder ``rel`` ([] when there is no such folder)."""
-        if not self.remote:
-            folder = self.root / rel
-            return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-        infos = self.filesystem.get_file_info(pafs.FileSelector(self.fs_path(rel), allow_not_found=True))
-        return sorted(info.base_name for info in infos)
-
-    def delete(self, rel: str) -> None:
-        """Remove one file; a file already gone is fine."""
-        if not self.remote:
-            (self.root / rel).unlink(missing_ok=True)
-            return
-        try:
-            self.filesystem.delete_file(self.fs_path(rel))
-        except FileNotFoundError:
-            pass
-
-    def stamp(self, rel: str) -> tuple[int, int] | None:
-        """What identifies one version of a file: its modification time and size (None: absent)."""
-        if not self.remote:
-            return _stamp(self.root / rel)
-        info = self.filesystem.get_file_info(self.fs_path(rel))
-        if info.type == pafs.FileType.NotFound:
-            return None
-        return info.mtime_ns or 0, info.size or 0
-
-    def write_table(self, rel: str, table: pa.Table) -> None:
-        if not self.remote:
-            _write_atomic(table, self.root / rel)
-            return
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        self.write_bytes(rel, sink.getvalue().to_pybytes())
-
-    def read_table(self, rel: str, schema: pa.Schema | None = None) -> pa.Table:
-        if not self.remote:
-            return pq.read_table(self.root / rel, schema=schema)
-        return pq.read_table(pa.BufferReader(self.read_bytes(rel)), schema=schema)
 
 
 # duckdb over the raw part files, giving what read_epochs gives: format with the epochs folder.
@@ -252,20 +82,13 @@ class StudyTables:
     The ``*_path``/``*_dir`` attributes are Paths for a local study and URIs for a remote one.
     """
 
-    def __init__(self, study_dir: str | os.PathLike[str], *, auto_compact_parts: int = 256) -> None:
+    def __init__(self, study_dir: Location | os.PathLike[str], *, auto_compact_parts: int = 256) -> None:
         self.files = StudyFiles(study_dir)
-        if self.files.remote:
-            self.study_dir = self.files.uri
-            self.tables_dir = self.files.location("tables")
-            self.trials_path = self.files.location(_TRIALS)
-            self.epochs_dir = self.files.location(_EPOCHS)
-            self.run_time_path = self.files.location(_RUN_TIME)
-        else:
-            self.study_dir = Path(study_dir)
-            self.tables_dir = self.study_dir / "tables"
-            self.trials_path = self.tables_dir / "trials.parquet"
-            self.epochs_dir = self.tables_dir / "epochs"
-            self.run_time_path = self.tables_dir / "run_time.json"
+        self.study_dir = self.files.location()
+        self.tables_dir = self.files.location(_TABLES)
+        self.trials_path = self.files.location(_TRIALS)
+        self.epochs_dir = self.files.location(_EPOCHS)
+        self.run_time_path = self.files.location(_RUN_TIME)
         self.auto_compact_parts = auto_compact_parts
         self._lock = threading.Lock()
         self._last_seq = 0
@@ -302,10 +125,8 @@ class StudyTables:
         return [] if table is None else table.to_pylist()
 
     def _read_trials_table(self) -> pa.Table | None:
-        if not self.files.remote:
-            return _read_whole(self.trials_path) if self.trials_path.exists() else None
         try:
-            return pq.read_table(pa.BufferReader(self.files.read_bytes(_TRIALS)))
+            return self.files.read_table(_TRIALS)
         except FileNotFoundError:
             return None
 
@@ -320,16 +141,7 @@ class StudyTables:
 
     def write_run_time(self, seconds: float) -> None:
         """Record the study's running time so far (what a resume takes off its `time_budget`)."""
-        if self.files.remote:
-            self.files.write_text(_RUN_TIME, json.dumps({"run_s": float(seconds)}))
-            return
-        self.tables_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.run_time_path.with_name(f".{self.run_time_path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            tmp.write_text(json.dumps({"run_s": float(seconds)}))
-            os.replace(tmp, self.run_time_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        self.files.write_text(_RUN_TIME, json.dumps({"run_s": float(seconds)}))
 
     # -- what the study computed after its trials ----------------------------------------
 
@@ -362,7 +174,7 @@ class StudyTables:
 
     # -- epochs ---------------------------------------------------------------------------
 
-    def append_epochs(self, rows: Iterable[Mapping[str, Any]]) -> Path | str | None:
+    def append_epochs(self, rows: Iterable[Mapping[str, Any]]) -> Location | None:
         """Write these epoch rows as one new part file; returns its path or URI (None for no rows).
 
         A row repeating an earlier (trial_id, epoch) wins over it on read and on compaction.
@@ -426,38 +238,6 @@ class StudyTables:
         return self._last_seq
 
 
-def summarize_metrics(epoch_rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> dict[str, float | None]:
-    """``best.<m>`` and ``last.<m>`` for every metric in METRICS from one trial's epoch rows.
-
-    best follows METRIC_GOALS over finite values; last is the value of the latest epoch that
-    reported the metric (a diverged trial's NaN loss counts as reported when given as dicts;
-    in a DataFrame NaN cannot be told from "not reported" and is skipped). None when never seen.
-    """
-    rows = _rows_from(epoch_rows)
-    rows.sort(key=lambda r: (r.get("epoch") is None, r.get("epoch") or 0))
-    summary: dict[str, float | None] = {}
-    for metric in METRICS:
-        seen = [float(r[metric]) for r in rows if r.get(metric) is not None]
-        finite = [v for v in seen if math.isfinite(v)]
-        pick = max if METRIC_GOALS[metric] == "max" else min
-        summary[best_column(metric)] = pick(finite) if finite else None
-        summary[last_column(metric)] = seen[-1] if seen else None
-    return summary
-
-
-def flatten_params(config: Mapping[str, Any], prefix: str = PARAM_PREFIX) -> dict[str, Any]:
-    """A trial's configuration as ``param.<name>`` columns: nested keys joined with dots,
-    augmentations as a sorted comma-joined string, other lists comma-joined in order."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, prefix=f"{name}."))
-        else:
-            flat[name] = _param_value(name, value)
-    return flat
-
-
 # -- row normalisation ----------------------------------------------------------------------
 
 
@@ -465,7 +245,7 @@ def _normalise_trial_row(row: Mapping[str, Any]) -> dict[str, Any]:
     unknown = [k for k in row if k not in TRIAL_FIXED_COLUMNS and not k.startswith(PARAM_PREFIX)]
     if unknown:
         raise ValueError(f"trials row: unknown column(s) {sorted(unknown)}; expected the columns of "
-                         f"reports.schema (trial_id, config_id, seed, status, param.<name>, ...)")
+                         f"study_files.schema (trial_id, config_id, seed, status, param.<name>, ...)")
     if not row.get("trial_id"):
         raise ValueError("trials row: trial_id is required")
     status = row.get("status")
@@ -475,7 +255,7 @@ def _normalise_trial_row(row: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.items():
         if key.startswith(PARAM_PREFIX):
-            out[key] = _param_value(key, value)
+            out[key] = param_value(key, value)
         elif key in _TIMESTAMP_COLUMNS:
             out[key] = _utc(value)
         elif key in _INT_COLUMNS:
@@ -498,20 +278,6 @@ def _normalise_epoch_row(row: Mapping[str, Any]) -> dict[str, Any]:
         value = row.get(metric)
         out[metric] = None if value is None else float(value)
     return out
-
-
-def _param_value(name: str, value: Any) -> Any:
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = [str(v) for v in value]
-        if name == AUGMENTATIONS_COLUMN or isinstance(value, (set, frozenset)):
-            items.sort()
-        return ",".join(items)
-    if name == AUGMENTATIONS_COLUMN and isinstance(value, str):
-        return ",".join(sorted(p.strip() for p in value.split(",") if p.strip()))
-    item = getattr(value, "item", None)  # numpy scalar -> Python scalar
-    if callable(item) and not isinstance(value, (str, bytes)):
-        return item()
-    return value
 
 
 def _utc(value: Any) -> dt.datetime | None:
@@ -543,13 +309,6 @@ def _trials_table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-def _rows_from(epoch_rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> list[dict[str, Any]]:
-    if isinstance(epoch_rows, pd.DataFrame):
-        frame = epoch_rows.astype(object)
-        return frame.where(frame.notna(), None).to_dict("records")
-    return [dict(r) for r in epoch_rows]
-
-
 def _dedupe_epochs(table: pa.Table) -> pd.DataFrame:
     frame = table.to_pandas()
     frame = frame.drop_duplicates(subset=["trial_id", "epoch"], keep="last")
@@ -560,31 +319,3 @@ def _part_key(path: str) -> tuple[int, int]:
     match = _PART_NAME.match(path.rsplit("/", 1)[-1])
     assert match is not None  # _parts() lists only matching names
     return int(match.group(1)), int(match.group(2) == "compacted")
-
-
-def _read_whole(path: Path) -> pa.Table:
-    """Read a Parquet file through one open: a writer renaming a new version into place meanwhile
-    cannot mix the old footer with the new pages (parquet readers may open a path more than once)."""
-    return pq.read_table(pa.BufferReader(path.read_bytes()))
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    """What identifies one version of a file: its modification time and size."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
-def _write_atomic(table: pa.Table, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # the temporary name ends in .tmp so that readers globbing *.parquet never see it
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""The study tables' schema: metric names, statuses, columns and their Arrow types.
+"""The study tables' schema: their columns and Arrow types (the words they use are `study_files.vocabulary`'s).
 
 ``trials.parquet`` has one row per trial; ``epochs/`` has one row per (trial_id, epoch).
 Parameter columns (``param.<name>``) depend on the study, so their types are inferred from the
@@ -11,35 +11,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-METRICS: tuple[str, ...] = (
-    "epoch",
-    "loss",
-    "knn_top1",
-    "linear_top1",
-    "linear_r2",
-    "lr",
-    "images_per_s",
-    "epoch_time_s",
-    "gpu_mem_gb",
-)
-
-# Which direction is "better" for each metric; `best.<m>` in trials.parquet follows it.
-# `epoch` and `lr` are not optimised: their "best" is the largest seen (the peak learning rate
-# under warm-up, the last epoch reached).
-METRIC_GOALS: dict[str, str] = {
-    "epoch": "max",
-    "loss": "min",
-    "knn_top1": "max",
-    "linear_top1": "max",
-    "linear_r2": "max",
-    "lr": "max",
-    "images_per_s": "max",
-    "epoch_time_s": "min",
-    "gpu_mem_gb": "min",
-}
-
-STATUSES: tuple[str, ...] = ("running", "completed", "early_stopped", "diverged", "failed")
-TERMINAL_STATUSES: tuple[str, ...] = ("completed", "early_stopped", "diverged", "failed")
+from study_files.vocabulary import METRICS
 
 PARAM_PREFIX = "param."
 AUGMENTATIONS_COLUMN = "param.augmentations"

@@ -10,12 +10,13 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from reports.schema import STATUSES
-from reports.tables import DEDUPED_EPOCHS_SQL, StudyTables, flatten_params, read_epochs, summarize_metrics
+from study_files.vocabulary import STATUSES
+from study_files.summary import flatten_params, summarize_metrics
+from study_files.tables import DEDUPED_EPOCHS_SQL, StudyTables, read_epochs
 
 T0 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 
-# Copied from DESIGN.md ("Metric names" and "Tables"), not from reports.schema: the schema is checked
+# Copied from DESIGN.md ("Metric names" and "Tables"), not from study_files.schema: the schema is checked
 # against the design, never against itself.
 DESIGN_METRICS = ["epoch", "loss", "knn_top1", "linear_top1", "linear_r2", "lr", "images_per_s", "epoch_time_s",
                   "gpu_mem_gb"]

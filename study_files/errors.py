@@ -1,0 +1,55 @@
+"""The one error of a study's files: a study file missing or damaged, a location that cannot be used.
+
+``str(err)`` is the one line a user sees: ``<where>: <what is wrong and what would be right>``.
+A ``ValueError``, so that code catching bad values (``simclr_sweep``'s CLI) catches it too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class StudyFilesError(ValueError):
+    """A study location or file that cannot be used; ``where`` names the folder, URI or argument."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.where = where
+        self.message = message
+
+    def __reduce__(self):
+        # Pickled across processes (a Ray worker's error reaching the driver): rebuild from both parts.
+        return StudyFilesError, (self.where, self.message)
+
+
+def storage_problem(uri: str, err: BaseException) -> str:
+    """One line saying why ``uri`` cannot be used, and what would be right."""
+    text = str(err)
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    upper = text.upper()
+    scheme = uri.partition("://")[0].lower()
+    if "NO_SUCH_BUCKET" in upper or "NOSUCHBUCKET" in upper or "BUCKET DOES NOT EXIST" in upper:
+        return f"{uri}: bucket {_bucket(uri)!r} does not exist; create it, or give one that does (s3://BUCKET/PREFIX)"
+    if any(k in upper for k in ("ACCESS_DENIED", "ACCESSDENIED", "INVALIDACCESSKEYID", "SIGNATUREDOESNOTMATCH",
+                                "EXPIREDTOKEN", "FORBIDDEN", "HTTP STATUS 403", "CREDENTIALS")):
+        found = "" if _credentials_visible() else " (none found)"
+        return (f"{uri}: access denied; set AWS credentials{found} that may read and write it "
+                f"(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
+    if any(k in upper for k in ("NETWORK_CONNECTION", "COULD NOT CONNECT", "RESOLVE HOST", "TIMED OUT", "TIMEOUT")):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        where = f"the endpoint {endpoint} (AWS_ENDPOINT_URL)" if endpoint else f"the {scheme} service"
+        return f"{uri}: cannot reach {where}; check the address and the network ({first})"
+    return f"{uri}: cannot be used ({first})"
+
+
+def _bucket(uri: str) -> str:
+    return uri.partition("://")[2].split("/", 1)[0]
+
+
+def _credentials_visible() -> bool:
+    """Whether AWS credentials appear anywhere the SDK looks first (an instance role is not seen)."""
+    if os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE") or os.environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+        return True
+    home = Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or Path.home() / ".aws" / "credentials")
+    return home.exists() or Path(os.environ.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config").exists()
