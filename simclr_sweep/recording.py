@@ -18,6 +18,7 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from reports.tables import StudyTables, flatten_params, summarize_metrics
+from study_files.vocabulary import METRICS
 from simclr_sweep.study import Study
 from simclr_sweep.trainable import TrialSetup, sampled_params, table_trial_id, train_options, trial_seed
 
@@ -226,7 +227,10 @@ class TableRecorder(Callback):
         return counts
 
     def best(self) -> tuple[str, float] | None:
-        """The best trial so far by the study's metric: (trial_id, value)."""
+        """The best trial so far by the study's metric: (trial_id, value).
+
+        The one place the recorder (and through it the progress view) decides "best"; it becomes a
+        call of study_files' shared `best` when that lands."""
         metric, sign = self.study.metric, (1 if self.study.mode == "max" else -1)
         best = None
         for record in self.records.values():
@@ -240,8 +244,6 @@ class TableRecorder(Callback):
 
 def load_records(tables: StudyTables, setup: TrialSetup) -> dict[str, TrialRecord]:
     """Rebuild the driver's view of every recorded trial from the tables."""
-    from reports.schema import METRICS
-
     trials = tables.read_trials()
     if trials.empty:
         return {}
@@ -289,8 +291,6 @@ def _present(value: Any) -> bool:
 
 
 def _epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
-    from reports.schema import METRICS
-
     return {
         name: float(result[name])
         for name in METRICS

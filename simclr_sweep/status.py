@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 
 from reports.tables import StudyTables
-from simclr_sweep.study import StudyError
+from trainers.checks import ConfigError
 
 STATUS_ORDER = ("running", "completed", "early_stopped", "diverged", "failed")
 
@@ -36,7 +36,7 @@ def study_status(study_dir: Path | str) -> str:
                            storage.name_of(study_dir))
     declaration_path = study_dir / "study.yaml"
     if not declaration_path.is_file():
-        raise StudyError(str(study_dir), "not a study directory (no study.yaml); give the folder `simclr-sweep run` created")
+        raise ConfigError(str(study_dir), "not a study directory (no study.yaml); give the folder `simclr-sweep run` created")
     return _status(study_dir, yaml.safe_load(declaration_path.read_text()) or {}, study_dir.name)
 
 

@@ -15,7 +15,7 @@ takes a study directory takes either. For a remote study:
   cache; a trial downloads its own).
 
 S3 follows the standard AWS environment (``AWS_ENDPOINT_URL``, ``AWS_REGION``, credentials);
-see ``reports.tables.remote_filesystem``. A location that cannot be used is a `StudyError`.
+see ``reports.tables.remote_filesystem``. A location that cannot be used is a `ConfigError`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from reports.tables import StudyFiles, is_remote, remote_filesystem
-from simclr_sweep.study import StudyError
+from trainers.checks import ConfigError
 
 Location = Path | str
 JOURNAL_FILE = "optuna.journal"
@@ -46,22 +46,22 @@ def parse_location(text: str | os.PathLike[str], what: str = "--storage") -> Loc
     if "://" not in text:
         return Path(text)
     if not is_remote(text):
-        raise StudyError(what, f"{text!r} is neither a folder nor a URI such as s3://bucket/prefix")
+        raise ConfigError(what, f"{text!r} is neither a folder nor a URI such as s3://bucket/prefix")
     scheme, _, rest = text.partition("://")
     if not rest.strip("/"):
-        raise StudyError(what, f"{text}: names no bucket; give a folder or a URI such as s3://bucket/prefix")
+        raise ConfigError(what, f"{text}: names no bucket; give a folder or a URI such as s3://bucket/prefix")
     uri = f"{scheme}://{rest.rstrip('/')}"
     if scheme.lower() == "s3":  # checked here without the network (pyarrow may ask S3 for the bucket's region)
         if rest.startswith("/"):
-            raise StudyError(what, f"{uri}: an s3 URI names a bucket, as in s3://bucket/prefix; "
+            raise ConfigError(what, f"{uri}: an s3 URI names a bucket, as in s3://bucket/prefix; "
                                    "give a folder or a URI such as s3://bucket/prefix")
         return uri
     try:
         remote_filesystem(uri)
     except ValueError as err:
-        raise StudyError(what, f"{err}; give a folder or a URI such as s3://bucket/prefix") from None
+        raise ConfigError(what, f"{err}; give a folder or a URI such as s3://bucket/prefix") from None
     except OSError as err:
-        raise StudyError(what, storage_problem(uri, err)) from None
+        raise ConfigError(what, storage_problem(uri, err)) from None
     return uri
 
 
@@ -117,7 +117,7 @@ def storage_problem(uri: str, err: BaseException) -> str:
 
 @contextlib.contextmanager
 def storage_errors(location: Location, what: str) -> Iterator[None]:
-    """Turn a remote filesystem's failure into a one-line `StudyError` naming ``what``."""
+    """Turn a remote filesystem's failure into a one-line `ConfigError` naming ``what``."""
     location = as_location(location)
     if isinstance(location, Path):
         yield
@@ -125,9 +125,9 @@ def storage_errors(location: Location, what: str) -> Iterator[None]:
     try:
         yield
     except (OSError, ValueError) as err:
-        if isinstance(err, StudyError):
+        if isinstance(err, ConfigError):
             raise
-        raise StudyError(what, storage_problem(location, err)) from None
+        raise ConfigError(what, storage_problem(location, err)) from None
 
 
 def check_reachable(location: Location, what: str) -> None:
@@ -146,12 +146,12 @@ def check_reachable(location: Location, what: str) -> None:
 
 
 def read_declaration(study_dir: Location, what: str = "STUDY_DIR") -> str:
-    """The text of a study's frozen ``study.yaml``; a `StudyError` when it is not a study."""
+    """The text of a study's frozen ``study.yaml``; a `ConfigError` when it is not a study."""
     files = StudyFiles(study_dir)
     with storage_errors(study_dir, what):
         if files.is_file(STUDY_FILE):
             return files.read_text(STUDY_FILE)
-    raise StudyError(str(study_dir), f"not a study directory (no {STUDY_FILE}); give the folder `simclr-sweep run` created")
+    raise ConfigError(str(study_dir), f"not a study directory (no {STUDY_FILE}); give the folder `simclr-sweep run` created")
 
 
 def prepare_remote(study_dir: str, declaration: str) -> None:
@@ -160,7 +160,7 @@ def prepare_remote(study_dir: str, declaration: str) -> None:
     files = StudyFiles(study_dir)
     with storage_errors(study_dir, "--storage"):
         if files.list(""):
-            raise StudyError(study_dir, "already holds a study; continue it with `simclr-sweep resume "
+            raise ConfigError(study_dir, "already holds a study; continue it with `simclr-sweep resume "
                                         f"{study_dir}` or start a new one with --name")
         files.write_text(STUDY_FILE, declaration)
     shutil.rmtree(cache_dir(study_dir), ignore_errors=True)

@@ -4,7 +4,7 @@ import yaml
 
 from reports.tables import StudyFiles
 from simclr_sweep import storage
-from simclr_sweep.study import StudyError
+from trainers.checks import ConfigError
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def test_locations(cache):
     assert storage.child("s3://bucket/studies", "demo") == "s3://bucket/studies/demo"
     assert storage.name_of("s3://bucket/studies/demo") == "demo"
     assert storage.journal_path("s3://bucket/studies/demo") == cache / "bucket" / "studies" / "demo" / "optuna.journal"
-    with pytest.raises(StudyError, match=r"^--storage: s3://: names no bucket"):
+    with pytest.raises(ConfigError, match=r"^--storage: s3://: names no bucket"):
         storage.parse_location("s3://")
 
 
