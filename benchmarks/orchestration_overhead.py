@@ -97,7 +97,7 @@ def run_bare(trials: int, concurrent: int, workdir: Path) -> float:
 
 
 def run_ours(trials: int, concurrent: int, workdir: Path) -> tuple[float, float]:
-    """`runner.run_study`'s steps, with the trivial trial in place of SimCLR's."""
+    """`runner.run_study`'s steps, with the trivial trial in place of SimCLR's `run_trial`."""
     from simclr_sweep import runner
     from simclr_sweep.study import parse_study_in_child
 
@@ -109,10 +109,7 @@ def run_ours(trials: int, concurrent: int, workdir: Path) -> tuple[float, float]
     })
     start = time.perf_counter()
     study_dir = runner.prepare_study_dir(study, workdir)
-    journal = runner.open_journal(study_dir)
-    runner.open_optuna_study(study, journal)
-    runner.run_experiment(study, study_dir, runner.study_trainable(study, study_dir, trivial_trial),
-                          runner.make_search(study, journal), study.num_trials, "tune", io.StringIO())
+    runner.run_trials(study, study_dir, runner.study_trainable(study, study_dir, trivial_trial), io.StringIO())
     trials_s = time.perf_counter() - start
     # A study ends by building the report, once per study, not per trial: timed apart.
     start = time.perf_counter()

@@ -2,7 +2,8 @@
 
 Every orchestration feature is Tune's or Optuna's own, configured here, not re-implemented.
 `run_study` and `resume_study` put the public steps below together; a caller with a trial function
-of its own (the orchestration benchmark) puts them together the same way with `study_trainable`.
+of its own (the orchestration benchmark, the scheduler tests) calls `run_trials` with
+`study_trainable(study, study_dir, its_trial)`.
 """
 
 from __future__ import annotations
@@ -236,11 +237,15 @@ def run_study(study: Study, storage: Location, address: str | None = None, strea
     study = with_absolute_data_root(study)
     study_dir = prepare_study_dir(study, storage)
     with ray_session(address):
-        journal = open_journal(study_dir)
-        open_optuna_study(study, journal)
-        recorder = run_experiment(study, study_dir, study_trainable(study, study_dir), make_search(study, journal),
-                                  study.num_trials, TUNE_DIR, stream)
+        recorder = run_trials(study, study_dir, study_trainable(study, study_dir), stream)
     return finish(study_dir, recorder)
+
+
+def run_trials(study: Study, study_dir: Location, trainable, stream: TextIO | None = None) -> TableRecorder:
+    """A new study's trials, all of them, in its first Tune experiment (Ray must be up)."""
+    journal = open_journal(study_dir)
+    open_optuna_study(study, journal)
+    return run_experiment(study, study_dir, trainable, make_search(study, journal), study.num_trials, TUNE_DIR, stream)
 
 
 def load_study_dir(study_dir: Location) -> Study:
