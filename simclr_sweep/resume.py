@@ -147,34 +147,14 @@ def _config_key(study: Study, params: dict[str, Any]) -> str:
 
 def plan_resume(study: Study, study_dir: Location, optuna_study) -> ResumePlan:
     """Read the tables, reconcile the Optuna study with them, and say what is left to run."""
-    tables = StudyTables(study_dir)
-    trials = tables.read_trials()
-    rows = trials.to_dict("records") if len(trials) else []
-    epochs = tables.read_epochs() if rows else None
-    recorded = (epochs.groupby("trial_id")["epoch"].max().astype(int).to_dict()
-                if epochs is not None and len(epochs) else {})
-    recovered: list[dict[str, Any]] = []
+    by_config, recorded = _recorded(study, study_dir)
     base_seed = int(study.fixed.get("seed", 0))
-
-    by_config: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        row["_params"] = {k: v for k, v in params_from_row(row).items() if k in study.parameters}
-        by_config.setdefault(_config_key(study, row["_params"]), []).append(row)
-
     continued: list[dict[str, Any]] = []
+    recovered: list[dict[str, Any]] = []
     for group in by_config.values():
         for row in group:
             if row["status"] not in TERMINAL:
-                config = dict(row["_params"])
-                if study.seeds > 1:
-                    config[REPEAT] = int(row["seed"]) - base_seed
-                config[RESUME_OF] = row["trial_id"]
-                checkpoint, missed = resume_point(study_dir, row["trial_id"], recorded.get(row["trial_id"], 0))
-                if checkpoint is not None:
-                    config[RESUME_FROM] = str(checkpoint)
-                if missed is not None:
-                    recovered.append({"trial_id": row["trial_id"], **missed})
-                continued.append(config)
+                continued.append(_continuation(study, study_dir, row, recorded, recovered))
         # Repeats of a configuration the driver never got to start.
         started = {int(r["seed"]) - base_seed for r in group}
         for index in range(study.seeds):
@@ -197,6 +177,35 @@ def plan_resume(study: Study, study_dir: Location, optuna_study) -> ResumePlan:
         failed_suggestions=failed,
         recovered_epochs=recovered,
     )
+
+
+def _recorded(study: Study, study_dir: Location) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+    """The tables' trial rows grouped by configuration (each with its `_params`), and each trial's epochs recorded."""
+    tables = StudyTables(study_dir)
+    trials = tables.read_trials()
+    rows = trials.to_dict("records") if len(trials) else []
+    epochs = tables.read_epochs() if rows else None
+    recorded = (epochs.groupby("trial_id")["epoch"].max().astype(int).to_dict()
+                if epochs is not None and len(epochs) else {})
+    by_config: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        row["_params"] = {k: v for k, v in params_from_row(row).items() if k in study.parameters}
+        by_config.setdefault(_config_key(study, row["_params"]), []).append(row)
+    return by_config, recorded
+
+
+def _continuation(study: Study, study_dir: Location, row: dict[str, Any], recorded: dict[str, int],
+                  recovered: list[dict[str, Any]]) -> dict[str, Any]:
+    """An interrupted trial continued under its own id from its checkpoint; an epoch only that holds goes to `recovered`."""
+    entry = {**row["_params"], RESUME_OF: row["trial_id"]}
+    if study.seeds > 1:
+        entry[REPEAT] = int(row["seed"]) - int(study.fixed.get("seed", 0))
+    checkpoint, missed = resume_point(study_dir, row["trial_id"], recorded.get(row["trial_id"], 0))
+    if checkpoint is not None:
+        entry[RESUME_FROM] = str(checkpoint)
+    if missed is not None:
+        recovered.append({"trial_id": row["trial_id"], **missed})
+    return entry
 
 
 def _reconcile_optuna(study: Study, optuna_study, by_config, base_seed: int):

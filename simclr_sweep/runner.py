@@ -39,7 +39,7 @@ from simclr_sweep.study import Study, load_study_in_child, parse_study_in_child
 from simclr_sweep.trainable import TrialSetup, run_trial, trial_dirname
 from study_files.atomic import write_text
 from study_files.vocabulary import JOURNAL_FILE, STUDY_FILE, TUNE_DIR
-from trainers.checks import ConfigError
+from trainers.checks import ConfigError, parse_yaml
 
 # Set where Ray starts (start_ray), before Ray reads them. Tune's own result loggers (CSV, JSON,
 # TensorBoard) duplicate what our tables hold; the classic reporter at verbose=0 prints nothing, so
@@ -252,7 +252,7 @@ def load_study_dir(study_dir: Location) -> Study:
     """The declaration a study directory was run with (its frozen `study.yaml`), validated in a child process."""
     study_dir = locations.as_location(study_dir)
     if not isinstance(study_dir, Path):
-        return parse_study_in_child(yaml.safe_load(locations.read_declaration(study_dir)))
+        return parse_study_in_child(parse_yaml(locations.read_declaration(study_dir), f"{study_dir}/{STUDY_FILE}"))
     if not (study_dir / STUDY_FILE).is_file():
         raise ConfigError(str(study_dir), f"not a study directory (no {STUDY_FILE}); give the folder `simclr-sweep run` created")
     return load_study_in_child(study_dir / STUDY_FILE)

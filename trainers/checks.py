@@ -53,13 +53,18 @@ def read_yaml(path: str | Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(str(path), f"cannot be read ({err.__class__.__name__})") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """The value in YAML text read elsewhere (a remote file); a malformed one is a ``ConfigError`` naming ``source``."""
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "syntax error"
-        raise ConfigError(str(path), f"not valid YAML{where}: {problem}") from None
+        raise ConfigError(source, f"not valid YAML{where}: {problem}") from None
 
 
 def closest(key: str, options: Iterable[str], cutoff: float = 0.6) -> str | None:
