@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import itertools
 import math
-import multiprocessing
+import os
+import pickle
 import re
-from concurrent.futures import ProcessPoolExecutor
+import subprocess
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -132,9 +134,28 @@ def parse_study_in_child(data: dict[str, Any]) -> Study:
 
 
 def _in_child(check: Callable[[Any], Study], argument: Any) -> Study:
-    # spawn, not fork: a forked child of a Ray driver inherits its threads; a ConfigError comes back pickled.
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as child:
-        return child.submit(check, argument).result()
+    # A plain child interpreter (not multiprocessing, which re-runs the caller's main script): the
+    # argument goes in and the Study, or the ConfigError, comes back pickled.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    child = subprocess.run([sys.executable, "-c", _CHILD, check.__name__], input=pickle.dumps(argument),
+                           capture_output=True, env=env)
+    if child.returncode != 0:
+        raise RuntimeError(f"validating in a child process failed:\n{child.stderr.decode(errors='replace')}")
+    done, value = pickle.loads(child.stdout)
+    if not done:
+        raise value
+    return value
+
+
+_CHILD = """
+import pickle, sys
+from simclr_sweep import study
+try:
+    out = (True, getattr(study, sys.argv[1])(pickle.load(sys.stdin.buffer)))
+except study.ConfigError as err:
+    out = (False, err)
+pickle.dump(out, sys.stdout.buffer)
+"""
 
 
 def parse_study(data: dict[str, Any]) -> Study:
