@@ -97,24 +97,24 @@ def run_bare(trials: int, concurrent: int, workdir: Path) -> float:
 
 
 def run_ours(trials: int, concurrent: int, workdir: Path) -> tuple[float, float]:
-    from reports.report import build_report
+    """`runner.run_study`'s steps, with the trivial trial in place of SimCLR's `run_trial`."""
     from simclr_sweep import runner
-    from simclr_sweep.study import parse_study
+    from simclr_sweep.study import parse_study_in_child
 
-    study = parse_study({
+    study = parse_study_in_child({  # validated as `simclr-sweep run` does: torch stays out of the driver
         "name": "ours", "metric": {"name": "knn_top1", "goal": "maximize"}, "method": "tpe",
         "trials": trials, "max_concurrent": concurrent, "resources": {"cpu": 1},
         "fixed": {"epochs": EPOCHS},
         "parameters": {"temperature": {"distribution": "log_uniform", "min": 0.05, "max": 1.0}},
     })
     start = time.perf_counter()
-    outcome = runner.run_study(study, workdir, stream=io.StringIO(), trial_fn=trivial_trial)
-    total = time.perf_counter() - start
-    # run_study ends by building the report, once per study, not per trial: time it apart.
+    study_dir = runner.prepare_study_dir(study, workdir)
+    runner.run_trials(study, study_dir, runner.study_trainable(study, study_dir, trivial_trial), io.StringIO())
+    trials_s = time.perf_counter() - start
+    # A study ends by building the report, once per study, not per trial: timed apart.
     start = time.perf_counter()
-    build_report(outcome.study_dir)
-    report_s = time.perf_counter() - start
-    return total - report_s, report_s
+    runner.finish(study_dir, None)
+    return trials_s, time.perf_counter() - start
 
 
 def main() -> None:
@@ -126,8 +126,9 @@ def main() -> None:
 
     import ray
 
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    from simclr_sweep.runner import RAY_ENVIRONMENT
+
+    os.environ.update(RAY_ENVIRONMENT)  # both arms under the settings simclr_sweep runs Ray with
     ray.init(num_cpus=args.concurrent, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from simclr_sweep.study import NAME_PATTERN, StudyError, load_study
+from simclr_sweep.study import NAME_PATTERN, load_study, load_study_in_child
 from study_files.errors import StudyFilesError
+from trainers.checks import ConfigError
 
 EXIT_USAGE = 2
 
@@ -34,15 +36,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
+    # Ray, Optuna and the storage layer load only for the commands that run a study: validate stays light.
     from simclr_sweep.runner import run_study, study_dir_for
     from study_files import locations
 
-    study = load_study(args.space)
+    study = load_study_in_child(args.space)  # the driver never imports torch
     if args.name:
         if not NAME_PATTERN.match(args.name):
-            raise StudyError("--name", f"must be letters, digits, '.', '_' or '-' (got {args.name!r})")
+            raise ConfigError("--name", f"must be letters, digits, '.', '_' or '-' (got {args.name!r})")
         study = replace(study, name=args.name)
     storage = locations.parse_location(args.storage, "--storage")
     locations.check_reachable(storage, "--storage")  # a bad bucket or endpoint fails before Ray starts
@@ -53,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _study_dir(args: argparse.Namespace):
     """STUDY_DIR as a folder or a remote study's URI, checked reachable."""
-    from study_files import locations
+    from study_files import locations  # pyarrow's filesystems: not for validate
 
     study_dir = locations.parse_location(args.study_dir, "STUDY_DIR")
     locations.check_reachable(study_dir, "STUDY_DIR")
@@ -61,7 +62,7 @@ def _study_dir(args: argparse.Namespace):
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from simclr_sweep.runner import resume_study
+    from simclr_sweep.runner import resume_study  # Ray and Optuna: not for validate, report or status
 
     return _finished(resume_study(_study_dir(args), address=args.address))
 
@@ -92,7 +93,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainers.training.standalone import train_main
+    from trainers.training.standalone import train_main  # torch: not for validate, report or status
 
     return train_main(Path(args.config), Path(args.out), resume=args.resume)
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (StudyError, StudyFilesError) as err:
+    except (ConfigError, StudyFilesError) as err:
         return _fail(str(err))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

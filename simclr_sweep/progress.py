@@ -13,8 +13,8 @@ from typing import TextIO
 from ray.tune import Callback
 
 from simclr_sweep.recording import TableRecorder
-
-ORDER = ("running", "completed", "early_stopped", "diverged", "failed")
+from simclr_sweep.trainable import table_trial_id
+from study_files.vocabulary import STATUSES
 
 
 class ProgressView(Callback):
@@ -33,10 +33,10 @@ class ProgressView(Callback):
         elapsed = int(time.time() - self.started)
         counts = self.recorder.counts()
         done = sum(n for status, n in counts.items() if status != "running")
-        parts = [f"{counts[s]} {s}" for s in ORDER if counts.get(s)]
-        best = self.recorder.best()
+        parts = [f"{counts[s]} {s}" for s in STATUSES if counts.get(s)]
+        top = self.recorder.best()
         metric = self.recorder.study.metric
-        best_text = f"best {metric} {best[1]:.4f} ({best[0]})" if best else f"best {metric} -"
+        best_text = f"best {metric} {top.score:.4f} ({top.trial_id})" if top else f"best {metric} -"
         status = " | ".join(parts) if parts else "starting"
         return f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {done}/{self.total} done | {status} | {best_text}"
 
@@ -65,12 +65,13 @@ class ProgressView(Callback):
         self._draw(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        record = self.recorder.records.get(trial.trial_id)
+        trial_id = table_trial_id(trial)  # records are keyed by the tables' id, which a resumed trial keeps
+        record = self.recorder.records.get(trial_id)
         error = record.error if record else "unknown error"
         where = getattr(trial, "error_file", None)
         if self.tty:
             self.stream.write("\r\x1b[2K")
-        self.stream.write(f"trial {trial.trial_id} failed: {error}" + (f" (traceback: {where})" if where else "") + "\n")
+        self.stream.write(f"trial {trial_id} failed: {error}" + (f" (traceback: {where})" if where else "") + "\n")
         self._last_line = ""
         self._draw(force=True)
 

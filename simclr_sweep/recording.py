@@ -15,12 +15,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 from ray.tune import Callback
 
 from simclr_sweep.study import Study
 from simclr_sweep.trainable import TrialSetup, sampled_params, table_trial_id, train_options, trial_seed
+from study_files.best import Best, best
 from study_files.summary import flatten_params, summarize_metrics
 from study_files.tables import StudyTables
+from study_files.vocabulary import METRICS
 
 
 def config_id(config: dict[str, Any]) -> str:
@@ -226,23 +229,14 @@ class TableRecorder(Callback):
             counts[record.status] = counts.get(record.status, 0) + 1
         return counts
 
-    def best(self) -> tuple[str, float] | None:
-        """The best trial so far by the study's metric: (trial_id, value)."""
-        metric, sign = self.study.metric, (1 if self.study.mode == "max" else -1)
-        best = None
-        for record in self.records.values():
-            values = [e[metric] for e in record.epochs if metric in e and math.isfinite(e[metric])]
-            if values:
-                value = max(values, key=lambda v: sign * v)
-                if best is None or sign * value > sign * best[1]:
-                    best = (record.trial_id, value)
-        return best
+    def best(self) -> Best | None:
+        """The study's best so far, as status and the report name it (`study_files.best`)."""
+        rows = [self.trial_row(record) for record in self.records.values()]
+        return best(pd.DataFrame(rows), self.study.metric, self.study.mode == "max") if rows else None
 
 
 def load_records(tables: StudyTables, setup: TrialSetup) -> dict[str, TrialRecord]:
     """Rebuild the driver's view of every recorded trial from the tables."""
-    from study_files.vocabulary import METRICS
-
     trials = tables.read_trials()
     if trials.empty:
         return {}
@@ -290,8 +284,6 @@ def _present(value: Any) -> bool:
 
 
 def _epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
-    from study_files.vocabulary import METRICS
-
     return {
         name: float(result[name])
         for name in METRICS

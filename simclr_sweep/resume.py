@@ -1,7 +1,7 @@
 """Resume an interrupted study from its own records, not from Tune's periodic snapshot.
 
 Tune writes its experiment state every so often, so a driver killed between snapshots forgets
-trials that started (or even finished) after the last one (DESIGN.md, "Resume"). Our tables and the
+trials that started (or even finished) after the last one. Our tables and the
 Optuna journal are written at each event, so they decide:
 
 - a trial the tables show terminal is never run again and keeps its row;
@@ -24,16 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
 from ray.tune.search import Searcher
 
 from simclr_sweep.recording import params_from_row
+from simclr_sweep.search import define_by_run, make_sampler
 from simclr_sweep.study import Study
-from simclr_sweep.trainable import CHECKPOINT_FILE, RESUME_FROM, RESUME_OF, SUGGESTION, TRIAL_INDEX, sampled_params
+from simclr_sweep.trainable import REPEAT, RESUME_FROM, RESUME_OF, SUGGESTION, tune_config
 from study_files.checkpoints import checkpoint_files
 from study_files.locations import Location, StudyFiles
 from study_files.tables import StudyTables
+from study_files.vocabulary import CHECKPOINT_FILE, METRICS, STATUSES
 
-TERMINAL = ("completed", "early_stopped", "diverged", "failed")
+TERMINAL = tuple(s for s in STATUSES if s != "running")
 
 
 @dataclass
@@ -49,7 +52,9 @@ class PendingTell:
 class ResumePlan:
     """What a resumed study runs: continued trials first, then new suggestions."""
 
-    continued: list[dict[str, Any]]  # Tune configs of interrupted or never-started repeats
+    # Trials to run first: each one's parameters and, under the bookkeeping names (REPEAT, RESUME_OF,
+    # RESUME_FROM, SUGGESTION of simclr_sweep.trainable), what it continues.
+    continued: list[dict[str, Any]]
     new_trials: int  # trials the searcher still has to suggest
     pending: dict[str, PendingTell]  # config key -> the Optuna trial waiting for it
     told: int = 0  # Optuna trials told from the tables during planning
@@ -59,11 +64,6 @@ class ResumePlan:
     @property
     def num_samples(self) -> int:
         return len(self.continued) + self.new_trials
-
-
-def latest_checkpoint(study_dir: Location, trial_id: str, recorded_epochs: int | None = None) -> Location | None:
-    """The newest whole checkpoint of a trial that a resume may continue from; see `resume_point`."""
-    return resume_point(study_dir, trial_id, recorded_epochs)[0]
 
 
 def resume_point(study_dir: Location, trial_id: str, recorded_epochs: int | None = None
@@ -77,7 +77,7 @@ def resume_point(study_dir: Location, trial_id: str, recorded_epochs: int | None
     A file cut short by the kill (Tune was copying it into place) is passed over too.
     A remote study's checkpoint is given by its URI (the trial downloads it).
     """
-    from trainers.training.state import CheckpointError, load_checkpoint
+    from trainers.training.state import CheckpointError, load_checkpoint  # torch, only when a resume reads checkpoints
 
     found = []
     for path, local, mtime in checkpoint_files(study_dir, trial_id, CHECKPOINT_FILE):
@@ -95,8 +95,6 @@ def resume_point(study_dir: Location, trial_id: str, recorded_epochs: int | None
 
 
 def _epoch_row(metrics: dict[str, Any], epoch: int) -> dict[str, float]:
-    from study_files.vocabulary import METRICS
-
     row = {name: float(metrics[name]) for name in METRICS
            if isinstance(metrics.get(name), (int, float)) and not isinstance(metrics.get(name), bool)}
     row["epoch"] = float(epoch)
@@ -144,46 +142,26 @@ def _config_key(study: Study, params: dict[str, Any]) -> str:
 
 def plan_resume(study: Study, study_dir: Location, optuna_study) -> ResumePlan:
     """Read the tables, reconcile the Optuna study with them, and say what is left to run."""
-    tables = StudyTables(study_dir)
-    trials = tables.read_trials()
-    rows = trials.to_dict("records") if len(trials) else []
-    epochs = tables.read_epochs() if rows else None
-    recorded = (epochs.groupby("trial_id")["epoch"].max().astype(int).to_dict()
-                if epochs is not None and len(epochs) else {})
-    recovered: list[dict[str, Any]] = []
+    by_config, recorded = _recorded(study, study_dir)
     base_seed = int(study.fixed.get("seed", 0))
-
-    by_config: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        row["_params"] = {k: v for k, v in params_from_row(row).items() if k in study.parameters}
-        by_config.setdefault(_config_key(study, row["_params"]), []).append(row)
-
     continued: list[dict[str, Any]] = []
+    recovered: list[dict[str, Any]] = []
     for group in by_config.values():
         for row in group:
             if row["status"] not in TERMINAL:
-                config = dict(row["_params"])
-                if study.seeds > 1:
-                    config[TRIAL_INDEX] = int(row["seed"]) - base_seed
-                config[RESUME_OF] = row["trial_id"]
-                checkpoint, missed = resume_point(study_dir, row["trial_id"], recorded.get(row["trial_id"], 0))
-                if checkpoint is not None:
-                    config[RESUME_FROM] = str(checkpoint)
-                if missed is not None:
-                    recovered.append({"trial_id": row["trial_id"], **missed})
-                continued.append(config)
+                continued.append(_continuation(study, study_dir, row, recorded, recovered))
         # Repeats of a configuration the driver never got to start.
         started = {int(r["seed"]) - base_seed for r in group}
         for index in range(study.seeds):
             if study.seeds > 1 and index not in started:
-                continued.append({**group[0]["_params"], TRIAL_INDEX: index})
+                continued.append({**group[0]["_params"], REPEAT: index})
 
     pending, told, failed, unstarted = _reconcile_optuna(study, optuna_study, by_config, base_seed)
     for number, params in unstarted:
         for index in range(study.seeds):
             config = {**params, SUGGESTION: number}
             if study.seeds > 1:
-                config[TRIAL_INDEX] = index
+                config[REPEAT] = index
             continued.append(config)
     new_configs = max(study.trials - len(by_config) - len(unstarted), 0)
     return ResumePlan(
@@ -196,13 +174,40 @@ def plan_resume(study: Study, study_dir: Location, optuna_study) -> ResumePlan:
     )
 
 
+def _recorded(study: Study, study_dir: Location) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+    """The tables' trial rows grouped by configuration (each with its `_params`), and each trial's epochs recorded."""
+    tables = StudyTables(study_dir)
+    trials = tables.read_trials()
+    rows = trials.to_dict("records") if len(trials) else []
+    epochs = tables.read_epochs() if rows else None
+    recorded = (epochs.groupby("trial_id")["epoch"].max().astype(int).to_dict()
+                if epochs is not None and len(epochs) else {})
+    by_config: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        row["_params"] = {k: v for k, v in params_from_row(row).items() if k in study.parameters}
+        by_config.setdefault(_config_key(study, row["_params"]), []).append(row)
+    return by_config, recorded
+
+
+def _continuation(study: Study, study_dir: Location, row: dict[str, Any], recorded: dict[str, int],
+                  recovered: list[dict[str, Any]]) -> dict[str, Any]:
+    """An interrupted trial continued under its own id from its checkpoint; an epoch only that holds goes to `recovered`."""
+    entry = {**row["_params"], RESUME_OF: row["trial_id"]}
+    if study.seeds > 1:
+        entry[REPEAT] = int(row["seed"]) - int(study.fixed.get("seed", 0))
+    checkpoint, missed = resume_point(study_dir, row["trial_id"], recorded.get(row["trial_id"], 0))
+    if checkpoint is not None:
+        entry[RESUME_FROM] = str(checkpoint)
+    if missed is not None:
+        recovered.append({"trial_id": row["trial_id"], **missed})
+    return entry
+
+
 def _reconcile_optuna(study: Study, optuna_study, by_config, base_seed: int):
     """Tell Optuna what the tables know; keep waiting for what still runs or never started.
 
     Returns (pending tells, trials told, duplicates failed, [(number, params)] of suggestions to run).
     """
-    import optuna
-
     pending: dict[str, PendingTell] = {}
     unstarted: list[tuple[int, dict[str, Any]]] = []
     told = failed = 0
@@ -252,17 +257,15 @@ def _finish_drawing(study: Study, optuna_study, ot_trial) -> dict[str, Any]:
     it would have: the grid sampler gives the grid point of the trial's grid_id (assigning one if
     the kill came before it did), the others draw the missing values.
     """
-    import optuna
-
-    from simclr_sweep.search import define_by_run, make_sampler
-
     own = optuna_study.sampler
     optuna_study.sampler = make_sampler(study)
     try:
+        # Private `_trial_id`: Optuna has no public way to go on drawing a RUNNING trial (ask() makes a
+        # new one), and the Trial that does needs the storage's id, which only FrozenTrial holds.
         define_by_run(study)(optuna.trial.Trial(optuna_study, ot_trial._trial_id))
     finally:
         optuna_study.sampler = own
-    return optuna_study._storage.get_trial(ot_trial._trial_id).params
+    return next(t.params for t in optuna_study.get_trials(deepcopy=False) if t.number == ot_trial.number)
 
 
 def _suggestion_id(number: int, index: int) -> str:
@@ -270,8 +273,6 @@ def _suggestion_id(number: int, index: int) -> str:
 
 
 def _tell(optuna_study, number: int, values: list[float]) -> None:
-    import optuna
-
     if values:
         optuna_study.tell(number, sum(values) / len(values))
     else:
@@ -295,9 +296,10 @@ class ResumingSearch(Searcher):
 
     def suggest(self, trial_id: str):
         if self.queue:
-            config = self.queue.pop(0)
-            self.mine[trial_id] = config
-            return dict(config)
+            entry = self.queue.pop(0)
+            self.mine[trial_id] = entry
+            params = {k: v for k, v in entry.items() if k in self.study.parameters}
+            return tune_config(params, {k: v for k, v in entry.items() if k not in params})
         return self.inner.suggest(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -305,21 +307,21 @@ class ResumingSearch(Searcher):
             self.inner.on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        config = self.mine.pop(trial_id, None)
-        if config is None:
+        entry = self.mine.pop(trial_id, None)
+        if entry is None:
             self.inner.on_trial_complete(trial_id, result=result, error=error)
             return
-        key = _config_key(self.study, sampled_params(config))
+        key = _config_key(self.study, entry)
         waiting = self.pending.get(key)
         if waiting is None:
             return
         value = (result or {}).get(self.study.metric)
         if not error and value is not None and math.isfinite(value):
             waiting.values.append(float(value))
-        if SUGGESTION in config:
-            done_id = _suggestion_id(config[SUGGESTION], config.get(TRIAL_INDEX, 0))
+        if SUGGESTION in entry:
+            done_id = _suggestion_id(entry[SUGGESTION], entry.get(REPEAT, 0))
         else:
-            done_id = config.get(RESUME_OF) or f"repeat-{config.get(TRIAL_INDEX, 0)}"
+            done_id = entry.get(RESUME_OF) or f"repeat-{entry.get(REPEAT, 0)}"
         waiting.waiting.discard(done_id)
         if not waiting.waiting:
             _tell(self.optuna_study, waiting.number, waiting.values)

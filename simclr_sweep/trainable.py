@@ -13,14 +13,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ray import tune
+import queue as queue_errors
+import threading
 
-CHECKPOINT_FILE = "trainer.pt"
-TRIAL_INDEX = "__trial_index__"  # set by Tune's Repeater when a study repeats configurations
-RESUME_OF = "__resume_of__"  # on resume: the trial id (in our tables) this Tune trial continues
-RESUME_FROM = "__resume_from__"  # on resume: that trial's last checkpoint file, if it left one
-SUGGESTION = "__suggestion__"  # on resume: the Optuna trial number of a suggestion that never ran
-INTERNAL_KEYS = (TRIAL_INDEX, RESUME_OF, RESUME_FROM, SUGGESTION)
+import ray.train
+from ray import tune
+from ray.util.queue import Queue
+
+from simclr_sweep.journal import tune_storage
+from study_files.checkpoints import fetch_file
+from study_files.vocabulary import CHECKPOINT_FILE
+
+# Tune's Repeater writes the repeat's index into the config itself (set_index=True): read, never a parameter.
+TRIAL_INDEX = "__trial_index__"
+# Our own bookkeeping travels in Tune's config under this one key, as a mapping of the names below.
+BOOKKEEPING = "_simclr_sweep"
+REPEAT = "repeat"  # which repeat of its configuration a trial is, when a resume (not the Repeater) starts it
+RESUME_OF = "resume_of"  # on resume: the trial id (in our tables) this Tune trial continues
+RESUME_FROM = "resume_from"  # on resume: that trial's last checkpoint file, if it left one
+SUGGESTION = "suggestion"  # on resume: the Optuna trial number of a suggestion that never ran
 
 
 @dataclass(frozen=True)
@@ -36,11 +47,24 @@ class TrialSetup:
     train_storage: str = ""  # where Ray Train keeps its runs for DDP trials
 
 
+def tune_config(params: dict[str, Any], bookkeeping: dict[str, Any]) -> dict[str, Any]:
+    """The config Tune gets for a trial: its sampled parameters and, under one key, our bookkeeping."""
+    return {**params, BOOKKEEPING: dict(bookkeeping)} if bookkeeping else dict(params)
+
+
+def bookkeeping(config: dict[str, Any]) -> dict[str, Any]:
+    """What simclr_sweep noted about a trial in its config (empty for a fresh suggestion)."""
+    return config.get(BOOKKEEPING) or {}
+
+
+def repeat_index(config: dict[str, Any]) -> int:
+    """Which repeat of its configuration a trial is: from a resume's note, else from Tune's Repeater."""
+    return int(bookkeeping(config).get(REPEAT, config.get(TRIAL_INDEX, 0)))
+
+
 def trial_seed(setup_fixed: dict[str, Any], config: dict[str, Any]) -> int:
-    """The seed of a trial: the repeat's index for repeated studies, else the fixed seed (or 0)."""
-    if TRIAL_INDEX in config:
-        return int(setup_fixed.get("seed", 0)) + int(config[TRIAL_INDEX])
-    return int(setup_fixed.get("seed", 0))
+    """The seed of a trial: the fixed seed (or 0) plus the repeat's index."""
+    return int(setup_fixed.get("seed", 0)) + repeat_index(config)
 
 
 def train_options(setup: TrialSetup, config: dict[str, Any]) -> dict[str, Any]:
@@ -49,13 +73,13 @@ def train_options(setup: TrialSetup, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def sampled_params(config: dict[str, Any]) -> dict[str, Any]:
-    """The searched parameters of a trial's config, without the keys simclr_sweep adds."""
-    return {k: v for k, v in config.items() if k not in INTERNAL_KEYS}
+    """The searched parameters of a trial's config, without the bookkeeping of Tune and simclr_sweep."""
+    return {k: v for k, v in config.items() if k not in (BOOKKEEPING, TRIAL_INDEX)}
 
 
 def table_trial_id(trial) -> str:
     """The id a Tune trial has in our tables: its own, or the one of the trial it continues."""
-    return trial.config.get(RESUME_OF) or trial.trial_id
+    return bookkeeping(trial.config).get(RESUME_OF) or trial.trial_id
 
 
 def trial_dirname(trial) -> str:
@@ -85,10 +109,8 @@ def _resume_file(config: dict[str, Any], tmp: str) -> Path | None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         return Path(checkpoint.to_directory(tmp)) / CHECKPOINT_FILE
-    source = config.get(RESUME_FROM)
+    source = bookkeeping(config).get(RESUME_FROM)
     if source and "://" in str(source):  # a remote study's checkpoint (s3://...)
-        from study_files.checkpoints import fetch_file
-
         return fetch_file(str(source), Path(tmp) / CHECKPOINT_FILE)
     return Path(source) if source else None
 
@@ -98,7 +120,7 @@ def _report_if_trained(resume_file: Path | None, epochs: int, report: "_EpochRep
     finished) trains nothing more; it reports that epoch again, so Tune and Optuna get its result."""
     if resume_file is None:
         return False
-    from trainers.training.state import load_checkpoint
+    from trainers.training.state import load_checkpoint  # in the trial's worker: the driver never imports torch
 
     state = load_checkpoint(resume_file)
     if int(state.get("epoch", 0)) < epochs or not isinstance(state.get("metrics"), dict):
@@ -109,7 +131,7 @@ def _report_if_trained(resume_file: Path | None, epochs: int, report: "_EpochRep
 
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """Train one configuration, reporting every epoch (and its checkpoint) to Tune."""
-    from trainers import TrainConfig, fit
+    from trainers import TrainConfig, fit  # in the trial's worker: the driver never imports torch
 
     cfg = TrainConfig.from_dict(train_options(setup, config))
     report = _EpochReporter(setup.metric)
@@ -126,13 +148,13 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
 # --- DDP trials: Ray Train's TorchTrainer launched from inside the Tune trial -------------------
 #
 # Ray Train requires every worker to call `ray.train.report` each time, while `fit` calls its hook on
-# rank 0 only (DESIGN.md). So rank 0 sends each epoch's metrics and checkpoint to the trial through a
+# rank 0 only. So rank 0 sends each epoch's metrics and checkpoint to the trial through a
 # Ray queue, and the trial, which waits on the TorchTrainer in a thread, reports them to Tune.
 
 
 def _ddp_worker(loop_config: dict[str, Any]) -> None:
     """The loop each DDP worker runs: `fit` under the process group Ray Train has set up."""
-    from trainers import TrainConfig, fit
+    from trainers import TrainConfig, fit  # in the DDP worker: the driver never imports torch
 
     cfg = TrainConfig.from_dict(loop_config["options"])
     queue = loop_config["queue"]
@@ -152,14 +174,7 @@ def _ddp_worker(loop_config: dict[str, Any]) -> None:
 
 
 def _run_ddp_trial(options: dict[str, Any], resume_file: Path | None, setup: TrialSetup) -> None:
-    import queue as queue_errors
-    import threading
-
-    import ray.train
-    from ray.train.torch import TorchTrainer
-    from ray.util.queue import Queue
-
-    from simclr_sweep.journal import tune_storage
+    from ray.train.torch import TorchTrainer  # imports torch: only in the trial, never on the driver
 
     resume = resume_file.read_bytes() if resume_file is not None else None
     epochs: Queue = Queue(actor_options={"num_cpus": 0})

@@ -162,7 +162,7 @@ class StudyTables:
         return self.files.read_table(_BASELINES, schema=BASELINES_SCHEMA).to_pandas()
 
     def write_embeddings(self, npz: bytes) -> None:
-        """Replace ``tables/embeddings.npz`` (``trainers.embeddings``' arrays, plus ``trial_id``)."""
+        """Replace ``tables/embeddings.npz`` (``trainers.evaluation.embeddings``' arrays, plus ``trial_id``)."""
         self.files.write_bytes(_EMBEDDINGS, npz)
 
     def read_embeddings(self) -> dict[str, Any] | None:

@@ -39,7 +39,7 @@ JOURNAL_FILE = "optuna.journal"
 TUNE_DIR = "tune"
 CHECKPOINT_FILE = "trainer.pt"  # one file per checkpoint: the whole trainer state
 
-# Scored once after the trials with the trials' own probes (trainers.baselines computes them).
+# Scored once after the trials with the trials' own probes (trainers.evaluation.baselines computes them).
 BASELINES: tuple[str, ...] = ("random_init", "pca")
 
 # The paper's five augmentations, in the order they are applied (and listed in the report).

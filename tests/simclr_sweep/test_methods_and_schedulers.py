@@ -10,7 +10,7 @@ import pytest
 import ray
 from ray import cloudpickle, tune
 
-from simclr_sweep.runner import run_study
+from simclr_sweep.runner import finish, prepare_study_dir, run_trials, study_trainable
 from simclr_sweep.study import parse_study
 
 EPOCHS = 4
@@ -20,6 +20,12 @@ def quick_trial(config, setup=None):
     # The better the temperature, the better every epoch: schedulers have something to rank.
     for epoch in range(1, EPOCHS + 1):
         tune.report({"epoch": float(epoch), "loss": 1.0 / epoch, "knn_top1": config["temperature"] * epoch / EPOCHS})
+
+
+def run_study(study, storage, stream):
+    """`runner.run_study` with quick_trial in place of SimCLR's trial (Ray is up already)."""
+    study_dir = prepare_study_dir(study, storage)
+    return finish(study_dir, run_trials(study, study_dir, study_trainable(study, study_dir, quick_trial), stream))
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +50,7 @@ def test_tiny_study_finishes_with_every_trial_recorded(local_ray, tmp_path, meth
         "early_stopping": {"type": scheduler, "grace_period": 1, "reduction_factor": 2},
         "fixed": {"epochs": EPOCHS}, "parameters": parameters,
     })
-    outcome = run_study(study, tmp_path, stream=io.StringIO(), trial_fn=quick_trial)
+    outcome = run_study(study, tmp_path, stream=io.StringIO())
     trials = pd.read_parquet(outcome.study_dir / "tables" / "trials.parquet")
     assert len(trials) == 3 and trials["trial_id"].is_unique
     assert set(trials["status"]) <= {"completed", "early_stopped"}
@@ -64,7 +70,7 @@ def test_a_scheduler_stops_trials_worse_than_those_before_them(local_ray, tmp_pa
         "early_stopping": {"type": scheduler, "grace_period": 1, "reduction_factor": 2},
         "fixed": {"epochs": EPOCHS}, "parameters": {"temperature": {"distribution": "uniform", "min": 0.05, "max": 1.0}},
     })
-    outcome = run_study(study, tmp_path, stream=io.StringIO(), trial_fn=quick_trial)
+    outcome = run_study(study, tmp_path, stream=io.StringIO())
     trials = pd.read_parquet(outcome.study_dir / "tables" / "trials.parquet").sort_values("started_at")
     stopped = trials[trials["status"] == "early_stopped"]
     best = trials.loc[trials["param.temperature"].idxmax()]

@@ -64,7 +64,7 @@ def test_plan_fails_no_grid_point_so_the_grid_stays_whole(interrupted_grid):
 def test_a_checkpoint_cut_short_by_the_kill_is_passed_over(tmp_path):
     import os
 
-    from simclr_sweep.resume import latest_checkpoint
+    from simclr_sweep.resume import resume_point
     from trainers.training.state import save_checkpoint
 
     whole = tmp_path / "tune" / "trial-t1" / "checkpoint_000001" / "trainer.pt"
@@ -74,8 +74,8 @@ def test_a_checkpoint_cut_short_by_the_kill_is_passed_over(tmp_path):
         save_checkpoint(path, {"epoch": 1, "model": {}})
     cut.write_bytes(cut.read_bytes()[:20])  # what a copy interrupted by SIGKILL leaves
     os.utime(whole, (1, 1))  # the whole one is older
-    assert latest_checkpoint(tmp_path, "t1") == whole
-    assert latest_checkpoint(tmp_path, "other") is None
+    assert resume_point(tmp_path, "t1")[0] == whole
+    assert resume_point(tmp_path, "other")[0] is None
 
 
 def _checkpoint(study_dir, trial_id, epoch, knn, experiment="tune"):

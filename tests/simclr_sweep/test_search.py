@@ -66,9 +66,9 @@ def test_grid_visits_every_combination_once_and_sets_the_trial_count():
 
 
 def test_grid_refuses_a_continuous_parameter():
-    from simclr_sweep.study import StudyError
+    from trainers.checks import ConfigError
 
-    with pytest.raises(StudyError) as err:
+    with pytest.raises(ConfigError) as err:
         parse_study({**BASE, "method": "grid", "parameters": {
             "temperature": {"distribution": "uniform", "min": 0.1, "max": 1.0}}})
     assert str(err.value) == ("parameters.temperature: method grid needs discrete parameters "
@@ -120,9 +120,9 @@ def test_conditional_parameter_exists_only_when_its_condition_holds():
     ({"loss": "nt_xnet"}, "parameters.temperature.when.loss: 'nt_xnet' is not one of its values (nt_xent, margin_triplet)"),
 ])
 def test_bad_conditions_are_refused_at_their_path(when, message):
-    from simclr_sweep.study import StudyError
+    from trainers.checks import ConfigError
 
-    with pytest.raises(StudyError) as err:
+    with pytest.raises(ConfigError) as err:
         parse_study({**BASE, "parameters": {
             "loss": {"values": ["nt_xent", "margin_triplet"]},
             "temperature": {"distribution": "log_uniform", "min": 0.05, "max": 1.0, "when": when}}})
@@ -131,12 +131,12 @@ def test_bad_conditions_are_refused_at_their_path(when, message):
 
 def test_run_refuses_a_study_directory_in_use_and_points_to_resume(tmp_path):
     from simclr_sweep.runner import prepare_study_dir
-    from simclr_sweep.study import StudyError
+    from trainers.checks import ConfigError
 
     study = parse_study({**BASE, "parameters": {"temperature": {"values": [0.5]}}})
     study_dir = prepare_study_dir(study, tmp_path)
     assert (study_dir / "study.yaml").is_file()
-    with pytest.raises(StudyError) as err:
+    with pytest.raises(ConfigError) as err:
         prepare_study_dir(study, tmp_path)
     assert str(err.value) == (f"{study_dir}: already holds a study; continue it with "
                               f"`simclr-sweep resume {study_dir}` or start a new one with --name")
