@@ -126,7 +126,7 @@ CPU = Mode(
     train_runs=(("fp32", {"precision": "fp32"}, 90),),
     data_feed_flags=("--image-sizes", "224", "--smoke"),
     limits={"throughput": 90, "packing": 90, "study": 120, "data_feed": 30},
-    # One thread each: on a small shared CPU, OpenMP threads spinning while descheduled made steps 7x slower.
+    # One thread per process: on a small shared CPU, OpenMP threads spinning while descheduled stall each other.
     env={"OMP_NUM_THREADS": "1"},
 )
 
@@ -606,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--cpu needs --out (toy figures do not belong in benchmarks/results/)")
     if not args.cpu and not torch.cuda.is_available():
         parser.error("no CUDA device here: --cpu runs the toy check on the CPU")
+    # Children lead process groups of their own: a SIGTERM unwinds through _run's finally to end them.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     return run_check(mode, args.out or ROOT / "benchmarks" / "results")
 
 
