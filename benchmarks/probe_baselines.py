@@ -175,7 +175,7 @@ def main() -> None:
 
 
 def _headline(row: dict) -> list[str]:
-    """The metrics a row is compared by: those of DESIGN.md, not the per-target R^2."""
+    """The metrics a row is compared by: the README's metric names, not the per-target R^2."""
     return [m for m in ("knn_top1", "linear_top1", "linear_r2") if m in row["trained"]]
 
 

@@ -16,8 +16,8 @@ from study_files.tables import DEDUPED_EPOCHS_SQL, StudyTables, read_epochs
 
 T0 = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 
-# Copied from DESIGN.md ("Metric names" and "Tables"), not from study_files.schema: the schema is checked
-# against the design, never against itself.
+# Copied from the README ("What a study leaves behind"), not from study_files.schema: the schema is
+# checked against what users are promised, never against itself.
 DESIGN_METRICS = ["epoch", "loss", "knn_top1", "linear_top1", "linear_r2", "lr", "images_per_s", "epoch_time_s",
                   "gpu_mem_gb"]
 DESIGN_TRIAL_COLUMNS = ["trial_id", "config_id", "seed", "status",

@@ -16,7 +16,7 @@ def _views(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _ref_similarity_matrix(z: list[torch.Tensor], similarity: str, hidden_norm: bool) -> list[list]:
-    """sim[a][b] for the 2N rows in z, from the definitions in DESIGN.md, one pair at a time."""
+    """sim[a][b] for the 2N rows in z, from the definitions in trainers.losses' docstring, one pair at a time."""
     rows = len(z)
     u = [r / torch.sqrt((r * r).sum()) if hidden_norm else r for r in z]
     if similarity == "mahalanobis":
