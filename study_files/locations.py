@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ import pyarrow.parquet as pq
 
 from study_files import atomic
 from study_files.errors import StudyFilesError, storage_problem
+
+_REMOTE_READS = 5  # an object replaced between S3's size lookup and its ranged GET reads torn: read it again
 
 Location = Path | str
 
@@ -265,4 +268,11 @@ class StudyFiles:
     def read_table(self, rel: str, schema: pa.Schema | None = None) -> pa.Table:
         """A Parquet file read through one open: a writer renaming a new version into place meanwhile
         cannot mix the old footer with the new pages (parquet readers may open a path more than once)."""
-        return pq.read_table(pa.BufferReader(self.read_bytes(rel)), schema=schema)
+        for attempt in range(1, _REMOTE_READS + 1):
+            data = self.read_bytes(rel)
+            try:
+                return pq.read_table(pa.BufferReader(data), schema=schema)
+            except pa.ArrowInvalid:
+                if not self.remote or attempt == _REMOTE_READS:
+                    raise
+                time.sleep(0.05 * attempt)
