@@ -34,6 +34,8 @@ PARALLEL_FROM = 256
 # Images per task handed to a decoding worker (one progress-bar tick each).
 _CHUNK = 64
 
+# numpy's name for a private copy-on-write map: writable for torch, shared while nobody writes.
+MAP_MODE = "c"
 # Data pointers of the storages this process maps from cache files (the feeder asks `is_mapped`).
 _MAPPED: set[int] = set()
 # One map per data file per process: loading a set twice maps it once.
@@ -56,8 +58,7 @@ def is_mapped(images: Tensor) -> bool:
 def _map(path: Path, shape: tuple[int, ...]) -> Tensor:
     key = f"{path}:{path.stat().st_ino}"  # a file rebuilt under the same name is mapped afresh
     if key not in _MAPS:
-        # mode "c": private copy-on-write pages, writable for torch, shared while nobody writes.
-        array = np.memmap(path, dtype=np.uint8, mode="c", shape=shape)
+        array = np.memmap(path, dtype=np.uint8, mode=MAP_MODE, shape=shape)
         tensor = torch.from_numpy(array)
         _MAPPED.add(tensor.untyped_storage().data_ptr())
         _MAPS[key] = tensor

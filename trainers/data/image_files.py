@@ -80,7 +80,7 @@ def decode_cached(items: list[tuple[Path, int]], image_size: int, cache_file: Pa
     else:
         # One name per source location, so a changed source replaces its own cache (said as stale).
         where = hashlib.sha256(f"{cache_file}".encode()).hexdigest()[:12]
-        folder, stem = Path(cache_dir).expanduser(), f"{cache_file.stem.lstrip('.')}-{where}"
+        folder, stem = Path(cache_dir).expanduser(), f"{cache_file.parent.name}{cache_file.stem}-{where}"
     return cache.cached_images([path for path, _ in items], [label for _, label in items], image_size,
                                key=key, folder=folder, stem=stem, dataset=dataset,
                                declared=cache_dir is not None, read=read_image_for_cache)
