@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from study_files.atomic import replacing
+from trainers.data import decode
 
 Tensor = torch.Tensor
 
@@ -55,13 +56,18 @@ def is_mapped(images: Tensor) -> bool:
     return images.untyped_storage().data_ptr() in _MAPPED
 
 
-def _map(path: Path, shape: tuple[int, ...]) -> Tensor:
+def mapped_tensor(array: np.ndarray) -> Tensor:
+    """``array`` (a memory map of a cache file) as a tensor the feeder serves from the map."""
+    tensor = torch.from_numpy(array)
+    _MAPPED.add(tensor.untyped_storage().data_ptr())
+    return tensor
+
+
+def map_images(path: Path, shape: tuple[int, ...]) -> Tensor:
+    """This process's one map of the data file at ``path`` as uint8 ``shape``."""
     key = f"{path}:{path.stat().st_ino}"  # a file rebuilt under the same name is mapped afresh
     if key not in _MAPS:
-        array = np.memmap(path, dtype=np.uint8, mode=MAP_MODE, shape=shape)
-        tensor = torch.from_numpy(array)
-        _MAPPED.add(tensor.untyped_storage().data_ptr())
-        _MAPS[key] = tensor
+        _MAPS[key] = mapped_tensor(np.memmap(path, dtype=np.uint8, mode=MAP_MODE, shape=shape))
     return _MAPS[key]
 
 
@@ -117,17 +123,6 @@ def _no_space(folder: Path, dataset: str, need: int) -> ValueError:
                       f"needs {need} bytes; free space there or set data_cache to a larger disk")
 
 
-def _decode_rows(task: tuple[str, tuple[int, ...], int, Sequence[Path], int, str, Callable]) -> int:
-    """Worker: decode ``paths`` into rows start.. of the data file at ``target``."""
-    target, shape, start, paths, size, dataset, read = task
-    out = np.memmap(target, dtype=np.uint8, mode="r+", shape=shape)
-    for i, path in enumerate(paths):
-        out[start + i] = read(path, size, dataset=dataset).numpy()
-    out.flush()
-    del out
-    return len(paths)
-
-
 def _build(target: Path, paths: Sequence[Path], size: int, dataset: str, read: Callable,
            workers: int) -> None:
     shape = (len(paths), 3, size, size)
@@ -139,17 +134,23 @@ def _build(target: Path, paths: Sequence[Path], size: int, dataset: str, read: C
             if err.errno == errno.ENOSPC:
                 raise _no_space(target.parent, dataset, need) from None
             handle.truncate(need)  # file systems without fallocate
-    tasks = [(str(target), shape, s, paths[s:s + _CHUNK], size, dataset, read)
+    tasks = [(str(target), shape, s, [str(p) for p in paths[s:s + _CHUNK]], size, dataset)
              for s in range(0, len(paths), _CHUNK)]
     bar = tqdm(total=len(paths), desc=f"decoding {dataset} at {size}px", unit="img", file=sys.stderr,
                disable=len(paths) < PARALLEL_FROM, mininterval=1.0)
     try:
         if workers <= 1 or len(paths) < PARALLEL_FROM:
-            for task in tasks:
-                bar.update(_decode_rows(task))
+            out = np.memmap(target, dtype=np.uint8, mode="r+", shape=shape)
+            for i, path in enumerate(paths):
+                out[i] = read(path, size, dataset=dataset).numpy()
+                bar.update(1)
+            out.flush()
+            del out
         else:
+            # The workers run numpy and PIL only: a forked child that ran torch could hang on a lock
+            # (OpenMP's) it inherited held.
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                for done in pool.imap_unordered(_decode_rows, tasks):
+                for done in pool.imap_unordered(decode.decode_rows, tasks):
                     bar.update(done)
     except OSError as err:
         if err.errno == errno.ENOSPC:
@@ -185,7 +186,7 @@ def cached_images(paths: Sequence[Path], labels: Sequence[int], size: int, *, ke
                     print(f"dataset {dataset}: rebuilding the cache {index}: {why}", file=sys.stderr)
                 meta = _write(index, key, shape, paths, label_tensor, size, dataset, read,
                               workers or len(os.sched_getaffinity(0)))
-    return _map(index.with_name(meta["data"]), shape), meta["labels"]
+    return map_images(index.with_name(meta["data"]), shape), meta["labels"]
 
 
 def _write(index: Path, key: str, shape: tuple[int, ...], paths: Sequence[Path], labels: Tensor,

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from trainers.data import cache
+from trainers.data import cache, decode
 
 Tensor = torch.Tensor
 
@@ -36,25 +35,12 @@ class Labelled:
     class_names: list[str]
 
 
-def _fail(dataset: str, message: str) -> ValueError:
-    return ValueError(f"dataset {dataset}: {message}")
+_fail = decode.fail
 
 
 def read_image(path: Path, image_size: int, *, dataset: str, mode: str = "RGB") -> Tensor:
     """One image file as uint8 [C, S, S] (bilinear resize; nearest for label maps, mode "L")."""
-    if not path.is_file():
-        raise _fail(dataset, f"missing file {path}")
-    try:
-        with Image.open(path) as img:
-            img = img.convert(mode)
-            resample = Image.Resampling.NEAREST if mode == "L" else Image.Resampling.BILINEAR
-            if img.size != (image_size, image_size):
-                img = img.resize((image_size, image_size), resample)
-            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise _fail(dataset, f"cannot read image {path} ({type(err).__name__}: {err})") from None
-    channels = 1 if mode == "L" else 3
-    return data.reshape(image_size, image_size, channels).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(decode.decode_image(path, image_size, dataset=dataset, mode=mode))
 
 
 def _cache_key(items: list[tuple[Path, int]], image_size: int) -> str:
