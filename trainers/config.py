@@ -12,7 +12,7 @@ from trainers.augmentation.kernels import AUGMENTATIONS, PAPER_ORDER, Param
 from trainers.checks import ConfigError, boolean, choice, closest, integer, number, shown, string, type_name
 from trainers.data.datasets import DATASETS
 from trainers.losses import LOSSES, SIMILARITIES
-from trainers.model.networks import BACKBONES, HEADS, STEMS
+from trainers.model.networks import BACKBONES, HEADS, STEMS, min_image_size
 from trainers.model.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
 from trainers.training.device import AMP_DTYPES
 
@@ -38,6 +38,14 @@ class TrainConfig:
     data_root: str = "data"
     download: bool = False
     dataset_size: int = 0
+    image_size: int = 0
+    """Side of the square images the model sees (0: the data set's own; image folders and file lists 32)."""
+    stored_size: int = 0
+    """Side the decoded images are stored at (0: image_size). Larger than image_size: pre-training
+    random-resized-crops them to image_size on the device, evaluation takes their centre crop."""
+    data_cache: str = ""
+    """Directory of the memory-mapped decoded image folders and file lists, one per node
+    ("": $SIMCLR_SWEEP_DATA_CACHE, else a folder under the node's temporary directory)."""
     # model
     backbone: str = "convnet"
     stem: str = "cifar"
@@ -97,6 +105,12 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             value = _RULES[f.name](f.name, getattr(self, f.name))
             object.__setattr__(self, f.name, value)
+        if self.image_size and self.image_size < min_image_size(self.backbone, self.stem):
+            raise ConfigError("image_size", f"must be >= {min_image_size(self.backbone, self.stem)} for "
+                                            f"backbone {self.backbone} with stem {self.stem} (got {self.image_size})")
+        if self.stored_size and not 0 < self.image_size <= self.stored_size:
+            raise ConfigError("stored_size", f"must be >= image_size, which must be set too "
+                                             f"(got {self.stored_size} with image_size {self.image_size})")
         if self.warmup_epochs > self.epochs:
             raise ConfigError("warmup_epochs", f"must be <= epochs ({self.epochs}) (got {self.warmup_epochs:g})")
 
@@ -140,6 +154,12 @@ class TrainConfig:
 def _device(field: str, value: Any) -> str:
     if not isinstance(value, str) or not _DEVICE.match(value):
         raise ConfigError(field, f"must be auto, cpu, cuda, cuda:<index> or mps (got {type_name(value)})")
+    return value
+
+
+def _data_cache(field: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(field, f"must be a directory path, or empty for the node-local default (got {type_name(value)})")
     return value
 
 
@@ -211,6 +231,9 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "data_root": string,
     "download": boolean,
     "dataset_size": integer(0),
+    "image_size": integer(0),
+    "stored_size": integer(0),
+    "data_cache": _data_cache,
     "backbone": choice(lambda: BACKBONES),
     "stem": choice(lambda: STEMS),
     "width": integer(1, 16),

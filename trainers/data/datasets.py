@@ -5,13 +5,14 @@ Every loader returns a `DataSplits`: `pretrain` (images for contrastive training
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
-from trainers.data import image_files, shapes, spirograph
+from trainers.data import cache, image_files, shapes, spirograph
 
 Tensor = torch.Tensor
 
@@ -59,7 +60,7 @@ Loader = Callable[..., DataSplits]
 
 
 def _load_shapes(*, root: Optional[Path], download: bool, size: Optional[int], seed: int,
-                 image_size: Optional[int]) -> DataSplits:
+                 image_size: Optional[int], cache_dir: Optional[Path] = None) -> DataSplits:
     """The quickstart's ten-shape set; `size` is the number of training images (default 3000)."""
     if image_size not in (None, shapes.IMAGE_SIZE):
         raise ValueError(f"dataset shapes: image_size must be {shapes.IMAGE_SIZE} (got {image_size})")
@@ -75,7 +76,7 @@ def _load_shapes(*, root: Optional[Path], download: bool, size: Optional[int], s
 
 
 def _load_spirograph(*, root: Optional[Path], download: bool, size: Optional[int], seed: int,
-                     image_size: Optional[int]) -> DataSplits:
+                     image_size: Optional[int], cache_dir: Optional[Path] = None) -> DataSplits:
     """Spirograph regression (targets m, b, h, sigma); `size` training images (default 100k), test size // 5."""
     if image_size not in (None, spirograph.IMAGE_SIZE):
         raise ValueError(f"dataset spirograph: image_size must be {spirograph.IMAGE_SIZE} (got {image_size})")
@@ -176,19 +177,19 @@ def _load_cifar(name: str, root: Optional[Path], download: bool, size: Optional[
 
 
 def _load_cifar10(*, root: Optional[Path], download: bool, size: Optional[int], seed: int,
-                  image_size: Optional[int]) -> DataSplits:
+                  image_size: Optional[int], cache_dir: Optional[Path] = None) -> DataSplits:
     """CIFAR-10 through torchvision: 50k train (pre-training and probe), 10k test."""
     return _load_cifar("cifar10", root, download, size, seed, image_size)
 
 
 def _load_cifar100(*, root: Optional[Path], download: bool, size: Optional[int], seed: int,
-                   image_size: Optional[int]) -> DataSplits:
+                   image_size: Optional[int], cache_dir: Optional[Path] = None) -> DataSplits:
     """CIFAR-100 (fine labels) through torchvision: 50k train, 10k test."""
     return _load_cifar("cifar100", root, download, size, seed, image_size)
 
 
 def _load_stl10(*, root: Optional[Path], download: bool, size: Optional[int], seed: int,
-                image_size: Optional[int]) -> DataSplits:
+                image_size: Optional[int], cache_dir: Optional[Path] = None) -> DataSplits:
     """STL-10 through torchvision: unlabeled + train for pre-training, train for the probe, test
     for the score; 96x96 unless `image_size` says otherwise. `size` caps the pre-training and the
     probe's training images."""
@@ -232,18 +233,19 @@ def _files_root(name: str, root: Optional[Path]) -> Path:
 
 
 def _load_image_folder(*, root: Optional[Path], download: bool, size: Optional[int], seed: int,
-                       image_size: Optional[int]) -> DataSplits:
-    """A folder with a sub-folder per class (or `train/` and `test/` such trees), resized and cached."""
+                       image_size: Optional[int], cache_dir: Optional[Path] = None) -> DataSplits:
+    """A folder with a sub-folder per class (or ImageNet-style `train/` and `val/` or `test/` such
+    trees), resized and cached as a memory-mapped file."""
     root = _files_root("image_folder", root)
-    train, test = image_files.load_image_folder(root, image_size or DEFAULT_IMAGE_SIZE)
+    train, test = image_files.load_image_folder(root, image_size or DEFAULT_IMAGE_SIZE, cache_dir=cache_dir)
     return _from_labelled("image_folder", train, test, size, seed)
 
 
 def _load_file_list(*, root: Optional[Path], download: bool, size: Optional[int], seed: int,
-                    image_size: Optional[int]) -> DataSplits:
+                    image_size: Optional[int], cache_dir: Optional[Path] = None) -> DataSplits:
     """A `path,label` list (or a folder with train/test lists), resized and cached."""
     root = _files_root("file_list", root)
-    train, test = image_files.load_file_list(root, image_size or DEFAULT_IMAGE_SIZE)
+    train, test = image_files.load_file_list(root, image_size or DEFAULT_IMAGE_SIZE, cache_dir=cache_dir)
     return _from_labelled("file_list", train, test, size, seed)
 
 
@@ -259,18 +261,43 @@ DATASETS: dict[str, Loader] = {
 
 
 def load_dataset(name: str, *, root: Optional[str | Path] = None, download: bool = False,
-                 size: Optional[int] = None, seed: int = 0,
-                 image_size: Optional[int] = None) -> DataSplits:
+                 size: Optional[int] = None, seed: int = 0, image_size: Optional[int] = None,
+                 stored_size: Optional[int] = None, cache_dir: Optional[str | Path] = None) -> DataSplits:
     """Load the data set registered as `name`.
 
     `root` is where files live (torchvision sets, image folders, file lists); `download` lets
     torchvision fetch a missing set; `size` caps (real sets) or sets (generated sets) the number of
     training images; `seed` makes generated sets and seeded splits reproducible; `image_size`
-    resizes image folders and file lists (None keeps each set's native size).
+    resizes image folders, file lists and torchvision sets (None keeps each set's native size).
+    `stored_size` (> image_size) stores the images larger: pre-training crops them to `image_size`
+    on the device, and the labelled splits are their centre `image_size` crops (views, no copy).
+    `cache_dir` is where image folders and file lists keep their memory-mapped decoded file (None:
+    next to the data).
     """
     if name not in DATASETS:
         raise ValueError(f"dataset: must be one of {', '.join(DATASETS)} (got {name!r})")
     if size is not None and size <= 0:
         raise ValueError(f"dataset {name}: size must be > 0 (got {size})")
-    return DATASETS[name](root=None if root is None else Path(root), download=download,
-                          size=size, seed=seed, image_size=image_size)
+    if stored_size is not None and (image_size is None or stored_size < image_size):
+        raise ValueError(f"dataset {name}: stored_size must be >= image_size (got {stored_size} "
+                         f"with image_size {image_size})")
+    data = DATASETS[name](root=None if root is None else Path(root), download=download, size=size, seed=seed,
+                          image_size=stored_size or image_size,
+                          cache_dir=None if cache_dir is None else Path(cache_dir))
+    if stored_size is None or stored_size == image_size:
+        return data
+    return dataclasses.replace(data, train_x=centre_crop(data.train_x, image_size),
+                               test_x=centre_crop(data.test_x, image_size))
+
+
+def load_configured(cfg) -> DataSplits:
+    """The data set a ``TrainConfig`` declares (its cache in ``data_cache``, else the node-local default)."""
+    return load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, size=cfg.dataset_size or None,
+                        seed=cfg.seed, image_size=cfg.image_size or None, stored_size=cfg.stored_size or None,
+                        cache_dir=cfg.data_cache or cache.default_cache_dir())
+
+
+def centre_crop(images: Tensor, image_size: int) -> Tensor:
+    """The centre image_size x image_size of uint8 [N, C, H, W] images: a view, nothing copied."""
+    top, left = (images.shape[-2] - image_size) // 2, (images.shape[-1] - image_size) // 2
+    return images[..., top:top + image_size, left:left + image_size]

@@ -1,20 +1,28 @@
 """Feed uint8 image batches to a device with no DataLoader and no per-image Python.
 
-The data set is held once per process as one uint8 tensor: on the device when it fits in its free
-memory, otherwise in pinned host memory from which each batch is gathered and copied
-asynchronously. Each epoch is a permutation drawn from the caller's generator.
+The data set is held once per process as one uint8 tensor on the device when it fits in its free
+memory. Otherwise batches are gathered on the host, the next ones by a background thread into
+pinned buffers, and copied to the device without blocking: from a pinned copy of a host tensor, or
+straight from a memory-mapped cache file (``trainers.data.cache``), which the node's trials share
+rather than copy. Each epoch is a permutation drawn from the caller's generator.
 """
 from __future__ import annotations
 
+import queue
+import threading
 import weakref
 from typing import Callable, Iterator
 
 import torch
 
+from trainers.data.cache import is_mapped
+
 Tensor = torch.Tensor
 
 # Fraction of the device's free memory a data set may take; the rest is the model's.
 _DEVICE_FRACTION = 0.4
+# Batches the background thread gathers ahead of the step.
+PREFETCH = 3
 
 # One copy per (source tensor, place) in this process, a place being a device or "pinned":
 # id(source) -> (weak ref to the source, {place: copy}); the entry goes when the source does.
@@ -48,8 +56,10 @@ class DeviceFeeder:
     """Uint8 NCHW images ready to be served to ``device`` in shuffled batches.
 
     ``resident`` tells whether the data set lives on the device (True) or in host memory (False,
-    pinned when ``pin`` and the device is a CUDA device). ``max_device_bytes`` overrides the
-    free-memory rule (0 forces host staging; used by tests and the benchmark).
+    pinned when ``pin`` and the device is a CUDA device). A memory-mapped source is never copied
+    into host memory: on the CPU, or on a device it does not fit, batches are gathered from the map.
+    ``max_device_bytes`` overrides the free-memory rule (0 forces host staging; used by tests and
+    the benchmark).
     """
 
     def __init__(self, images: Tensor, device: torch.device | str, *, pin: bool = True,
@@ -61,9 +71,13 @@ class DeviceFeeder:
             self.device = torch.device("cuda", torch.cuda.current_device())
         nbytes = images.numel()
         fits = _fits_on(self.device, nbytes) if max_device_bytes is None else nbytes <= max_device_bytes
+        self.mapped = is_mapped(images)
+        fits = fits and not (self.mapped and self.device.type == "cpu")  # the map is the host copy
         self.resident = fits
         self._pin = not fits and pin and self.device.type == "cuda"
-        if fits and images.device == self.device and images.is_contiguous():
+        if self.mapped and not fits:
+            self.images = images  # staged per batch into pinned buffers: a pinned copy would be per process
+        elif fits and images.device == self.device and images.is_contiguous():
             self.images = images  # caching the source itself would keep it alive for ever
         elif fits:
             self.images = _held_copy(images, str(self.device), lambda: images.to(self.device).contiguous())
@@ -98,10 +112,46 @@ class DeviceFeeder:
                 yield self.images.index_select(0, order[step * batch_size:(step + 1) * batch_size])
             return
         order = order.cpu()  # one transfer per epoch when the generator is on the device
-        for step in range(steps):
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            staged = torch.empty((idx.numel(), *self.images.shape[1:]), dtype=torch.uint8, pin_memory=self._pin)
-            torch.index_select(self.images, 0, idx, out=staged)
+        for staged in self._gathered(order, steps, batch_size):
             # Pinned blocks come from the caching host allocator, which keeps a block until the
             # copy that reads it has finished, so a fresh buffer per batch is safe asynchronously.
             yield staged.to(self.device, non_blocking=self._pin)
+
+    def _gathered(self, order: Tensor, steps: int, batch_size: int) -> Iterator[Tensor]:
+        """The epoch's host batches, gathered ``PREFETCH`` ahead by a background thread (index_select
+        releases the GIL, so the gather and page faults overlap the step)."""
+        ready: queue.Queue = queue.Queue(maxsize=PREFETCH)
+        stop = threading.Event()
+
+        def put(item: object) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        def gather() -> None:
+            try:
+                for step in range(steps):
+                    idx = order[step * batch_size:(step + 1) * batch_size]
+                    staged = torch.empty((idx.numel(), *self.images.shape[1:]), dtype=torch.uint8,
+                                         pin_memory=self._pin)
+                    torch.index_select(self.images, 0, idx, out=staged)
+                    if not put(staged):
+                        return
+            except BaseException as err:  # handed to the consumer, which raises it
+                put(err)
+
+        worker = threading.Thread(target=gather, name="feeder-gather", daemon=True)
+        worker.start()
+        try:
+            for _ in range(steps):
+                item = ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()  # a consumer that stops early (a diverged run) ends the thread too
+            worker.join()

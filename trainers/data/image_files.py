@@ -1,8 +1,9 @@
 """Image folders (a sub-folder per class) and file lists (`path,label` lines) as uint8 tensors.
 
-Images are decoded once, resized to a declared square size, and cached as one tensor file next to
-the data; the cache is keyed by a hash of the list of (path, label, mtime, size) and the image
-size, so editing the list or touching an image rebuilds it.
+Images are decoded once, resized to a declared square size, and kept as one memory-mapped uint8
+file (`trainers.data.cache`): in the declared cache directory, or next to the data when none is
+declared. The cache is keyed by a hash of the list of (path, label, mtime, size) and the image size,
+so editing the list or touching an image rebuilds it.
 """
 from __future__ import annotations
 
@@ -12,16 +13,17 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from study_files.atomic import replacing
+from trainers.data import cache, decode
 
 Tensor = torch.Tensor
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 LIST_SUFFIXES = (".csv", ".txt")
 TEST_FRACTION = 0.2
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+# Held-out trees of an ImageNet-style folder, in the order they are looked for.
+HELD_OUT = ("val", "test")
 
 
 @dataclass
@@ -33,25 +35,12 @@ class Labelled:
     class_names: list[str]
 
 
-def _fail(dataset: str, message: str) -> ValueError:
-    return ValueError(f"dataset {dataset}: {message}")
+_fail = decode.fail
 
 
 def read_image(path: Path, image_size: int, *, dataset: str, mode: str = "RGB") -> Tensor:
     """One image file as uint8 [C, S, S] (bilinear resize; nearest for label maps, mode "L")."""
-    if not path.is_file():
-        raise _fail(dataset, f"missing file {path}")
-    try:
-        with Image.open(path) as img:
-            img = img.convert(mode)
-            resample = Image.Resampling.NEAREST if mode == "L" else Image.Resampling.BILINEAR
-            if img.size != (image_size, image_size):
-                img = img.resize((image_size, image_size), resample)
-            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise _fail(dataset, f"cannot read image {path} ({type(err).__name__}: {err})") from None
-    channels = 1 if mode == "L" else 3
-    return data.reshape(image_size, image_size, channels).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(decode.decode_image(path, image_size, dataset=dataset, mode=mode))
 
 
 def _cache_key(items: list[tuple[Path, int]], image_size: int) -> str:
@@ -67,26 +56,25 @@ def _cache_key(items: list[tuple[Path, int]], image_size: int) -> str:
 
 
 def decode_cached(items: list[tuple[Path, int]], image_size: int, cache_file: Path, *,
-                  dataset: str) -> tuple[Tensor, Tensor]:
-    """Images and labels of `items`, from `cache_file` when its key matches, else decoded and cached."""
+                  dataset: str, cache_dir: Optional[Path] = None) -> tuple[Tensor, Tensor]:
+    """Images (memory-mapped) and labels of `items`, from their cache when its key matches, else
+    decoded (in parallel) and cached first. The cache's index is `cache_file` next to the data, or a
+    file named after it in `cache_dir` when one is declared."""
     key = _cache_key(items, image_size)
-    if cache_file.is_file():
-        try:
-            cached = torch.load(cache_file, map_location="cpu", weights_only=True)
-            if cached.get("key") == key:
-                return cached["images"], cached["labels"]
-        except (OSError, RuntimeError, EOFError, KeyError, AttributeError):
-            pass  # an unreadable cache is rebuilt below
-    images = torch.empty(len(items), 3, image_size, image_size, dtype=torch.uint8)
-    for i, (path, _) in enumerate(items):
-        images[i] = read_image(path, image_size, dataset=dataset)
-    labels = torch.tensor([label for _, label in items], dtype=torch.int64)
-    try:
-        with replacing(cache_file) as tmp:  # a concurrent reader sees the old or the new cache
-            torch.save({"key": key, "images": images, "labels": labels}, tmp)
-    except OSError:
-        pass  # a read-only data folder still loads, just uncached
-    return images, labels
+    if cache_dir is None:
+        folder, stem = cache_file.parent, cache_file.stem
+    else:
+        # One name per source location, so a changed source replaces its own cache (said as stale).
+        where = hashlib.sha256(f"{cache_file}".encode()).hexdigest()[:12]
+        folder, stem = Path(cache_dir).expanduser(), f"{cache_file.parent.name}{cache_file.stem}-{where}"
+    return cache.cached_images([path for path, _ in items], [label for _, label in items], image_size,
+                               key=key, folder=folder, stem=stem, dataset=dataset,
+                               declared=cache_dir is not None, read=read_image_for_cache)
+
+
+def read_image_for_cache(path: Path, image_size: int, *, dataset: str) -> Tensor:
+    """`read_image` looked up at call time (a test may replace it)."""
+    return read_image(path, image_size, dataset=dataset)
 
 
 def _scan_classes(folder: Path, dataset: str) -> list[tuple[Path, str]]:
@@ -104,14 +92,17 @@ def _scan_classes(folder: Path, dataset: str) -> list[tuple[Path, str]]:
     return found
 
 
-def load_image_folder(root: Path, image_size: int, *, dataset: str = "image_folder") -> tuple[Labelled, Optional[Labelled]]:
-    """A class-per-sub-folder tree at `root`, or `root/train` and `root/test` trees.
+def load_image_folder(root: Path, image_size: int, *, dataset: str = "image_folder",
+                      cache_dir: Optional[Path] = None) -> tuple[Labelled, Optional[Labelled]]:
+    """A class-per-sub-folder tree at `root`, or an ImageNet-style `root/train` with `root/val` (or
+    `root/test`) trees.
 
     Returns (train, test); test is None when `root` is one tree (the caller splits it).
-    Classes are the sorted sub-folder names of the training tree.
+    Classes are the sorted sub-folder names of the training tree; a held-out tree must have the same.
     """
-    has_splits = (root / "train").is_dir() and (root / "test").is_dir()
-    trees = {"train": root / "train", "test": root / "test"} if has_splits else {"train": root}
+    held_out = next((root / name for name in HELD_OUT if (root / name).is_dir()), None)
+    has_splits = (root / "train").is_dir() and held_out is not None
+    trees = {"train": root / "train", "test": held_out} if has_splits else {"train": root}
     scanned = {split: _scan_classes(folder, dataset) for split, folder in trees.items()}
     class_names = sorted({name for _, name in scanned["train"]})
     index = {name: i for i, name in enumerate(class_names)}
@@ -120,9 +111,13 @@ def load_image_folder(root: Path, image_size: int, *, dataset: str = "image_fold
         unknown = sorted({name for _, name in found} - set(class_names))
         if unknown:
             raise _fail(dataset, f"class folder {trees[split] / unknown[0]} has no counterpart in {trees['train']}")
+        missing = sorted(set(class_names) - {name for _, name in found})
+        if missing:
+            raise _fail(dataset, f"{trees[split]} has no class folder {missing[0]} (every class of "
+                                 f"{trees['train']} needs held-out images)")
         items = [(path, index[name]) for path, name in found]
-        cache = trees[split] / f".simclr_sweep_cache_{image_size}px.pt"
-        images, labels = decode_cached(items, image_size, cache, dataset=dataset)
+        cache_file = trees[split] / f".simclr_sweep_cache_{image_size}px.pt"
+        images, labels = decode_cached(items, image_size, cache_file, dataset=dataset, cache_dir=cache_dir)
         out[split] = Labelled(images, labels, class_names)
     return out["train"], out.get("test")
 
@@ -161,7 +156,8 @@ def parse_file_list(list_file: Path, *, dataset: str = "file_list",
     return [(path, label) for path, label, _ in items]
 
 
-def load_file_list(root: Path, image_size: int, *, dataset: str = "file_list") -> tuple[Labelled, Optional[Labelled]]:
+def load_file_list(root: Path, image_size: int, *, dataset: str = "file_list",
+                   cache_dir: Optional[Path] = None) -> tuple[Labelled, Optional[Labelled]]:
     """A `path,label` list file at `root`, or `train` and `test` lists (.csv or .txt) in the folder `root`.
 
     Returns (train, test); test is None for a single list (the caller splits it).
@@ -180,8 +176,8 @@ def load_file_list(root: Path, image_size: int, *, dataset: str = "file_list") -
     num_classes = None
     for split, list_file in lists.items():  # train first: it fixes the number of classes
         items = parse_file_list(list_file, dataset=dataset, num_classes=num_classes)
-        cache = list_file.with_name(f".{list_file.name}.{image_size}px.cache.pt")
-        images, labels = decode_cached(items, image_size, cache, dataset=dataset)
+        cache_file = list_file.with_name(f".{list_file.name}.{image_size}px.cache.pt")
+        images, labels = decode_cached(items, image_size, cache_file, dataset=dataset, cache_dir=cache_dir)
         if num_classes is None:
             num_classes = int(labels.max()) + 1
         out[split] = Labelled(images, labels, [str(i) for i in range(num_classes)])

@@ -16,7 +16,7 @@ import torch
 
 from study_files.vocabulary import BASELINES
 from trainers.config import TrainConfig
-from trainers.data.datasets import DataSplits, load_dataset
+from trainers.data.datasets import DataSplits, load_configured
 from trainers.evaluation.embeddings import export_embeddings
 from trainers.evaluation.monitors import encoder_metrics, pca_metrics
 from trainers.model.networks import build_model
@@ -27,8 +27,7 @@ PCA_DIM = 128
 
 
 def _data(cfg: TrainConfig) -> DataSplits:
-    return load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download,
-                        size=cfg.dataset_size or None, seed=cfg.seed)
+    return load_configured(cfg)
 
 
 def _random_init(cfg: TrainConfig, data: DataSplits, device: torch.device, probe: dict) -> dict[str, float]:

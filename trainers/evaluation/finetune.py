@@ -80,19 +80,20 @@ def finetune_classifier(encoder: nn.Module, train_x: Tensor, train_y: Tensor, te
     """
     device = torch.device(device)
     subset = balanced_subset(train_y, label_fraction, seed=cfg.seed)
-    x_train, y_train = train_x[subset].to(device), train_y[subset].to(device).long()
+    # Images stay where they are (host memory or a mapped cache); each batch goes to the device.
+    x_train, y_train = train_x[subset], train_y[subset].to(device).long()
     backbone = copy.deepcopy(encoder).to(device)
     with torch.no_grad():
         backbone.eval()
-        rep_dim = backbone(x_train[:2].float() / 255).shape[1]
+        rep_dim = backbone(x_train[:2].to(device).float() / 255).shape[1]
     model = nn.Sequential(backbone, nn.Linear(rep_dim, num_classes)).to(device)
     batch_size = min(cfg.batch_size, len(subset))
     steps = max(1, len(subset) // batch_size)
 
     def batches(gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
-        perm = torch.randperm(len(subset), generator=gen).to(device)
+        perm = torch.randperm(len(subset), generator=gen)
         for idx in perm[:steps * batch_size].view(steps, batch_size):
-            yield _to_float(x_train[idx], augment, gen), y_train[idx]
+            yield _to_float(x_train[idx].to(device), augment, gen), y_train[idx.to(device)]
 
     _train(model, batches, F.cross_entropy, cfg, steps)
     correct = 0

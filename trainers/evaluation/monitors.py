@@ -78,6 +78,10 @@ def knn_top1(bank: Tensor, bank_labels: Tensor, query: Tensor, query_labels: Ten
     return correct / query.shape[0]
 
 
+# Bytes the PCA fit may take as float64 (rows x pixels, or pixels x pixels for the covariance).
+PCA_FIT_BYTES = 2 * 1024 ** 3
+
+
 @torch.no_grad()
 def pca_features(train_images: Tensor, test_images: Tensor, *, dim: int = 128, max_fit_rows: int = 10_000,
                  seed: int = 0, device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
@@ -91,13 +95,21 @@ def pca_features(train_images: Tensor, test_images: Tensor, *, dim: int = 128, m
     if not 0 < dim <= pixels:
         raise ValueError(f"pca_features: dim must be in [1, {pixels}] (got {dim})")
     n = train_images.shape[0]
+    # Large images: fewer rows, so that the float64 fit stays within PCA_FIT_BYTES.
+    max_fit_rows = min(max_fit_rows, max(2 * dim, PCA_FIT_BYTES // (8 * pixels)))
     rows = torch.arange(n)
     if n > max_fit_rows:
         rows = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_fit_rows]
     fit = train_images[rows].to(device).reshape(len(rows), -1).double() / 255
     mean = fit.mean(dim=0)
     centred = fit - mean
-    evals, evecs = torch.linalg.eigh(centred.T @ centred)
+    if pixels * pixels * 8 > PCA_FIT_BYTES and len(rows) < pixels:
+        # The pixels x pixels covariance would not fit: eigenvectors of the rows x rows Gram
+        # matrix, mapped back through the data, span the same top components.
+        evals, u = torch.linalg.eigh(centred @ centred.T)
+        evecs = centred.T @ u / evals.clamp_min(1e-12).sqrt()
+    else:
+        evals, evecs = torch.linalg.eigh(centred.T @ centred)
     # eigh sorts ascending; the last `dim` columns are the top components, flipped to descending.
     components = evecs[:, -dim:].flip(1)
     # A fixed sign per component (largest entry positive) makes the features reproducible.

@@ -152,6 +152,16 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+# Total downsampling before the global pool: the smallest image side each encoder takes.
+_STEM_STRIDE = {"cifar": 8, "stl": 16, "imagenet": 32}
+_CONVNET_STRIDE = 8
+
+
+def min_image_size(backbone: str, stem: str) -> int:
+    """The smallest image side ``backbone`` with ``stem`` reduces to at least one pixel."""
+    return _CONVNET_STRIDE if backbone == "convnet" else _STEM_STRIDE[stem]
+
+
 def build_model(cfg) -> SimCLRModel:
     """The encoder and head a ``TrainConfig`` describes, freshly initialised from the global RNG."""
     backbone, rep_dim = BACKBONES[cfg.backbone](stem=cfg.stem, width=cfg.width)

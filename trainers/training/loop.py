@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from trainers.augmentation.pipeline import build_pipeline
 from trainers.config import ConfigError, TrainConfig
-from trainers.data.datasets import DataSplits, load_dataset
+from trainers.data.datasets import DataSplits, load_configured
 from trainers.data.feeder import DeviceFeeder
 from trainers.evaluation.monitors import evaluate
 from trainers.losses import contrastive_loss
@@ -180,8 +180,7 @@ def compiles_augmentation(cfg: TrainConfig, device: torch.device) -> bool:
 
 def _load_data(cfg: TrainConfig) -> DataSplits:
     try:
-        return load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download,
-                            size=cfg.dataset_size or None, seed=cfg.seed)
+        return load_configured(cfg)
     except ValueError as err:  # missing files, a size the set cannot give: the user's to fix
         raise ConfigError("dataset", str(err).removeprefix("dataset ")) from None
 
