@@ -7,8 +7,9 @@
 - ``segmentation``: the encoder's trunk and a 1x1 classifier fine-tuned on ``image,labelmap`` pairs
   (``mean_iou``).
 
-Each returns rows ``{protocol, labels, metric, value, epochs, train_images, test_images}``, the columns
-``tables/finetune.parquet`` keeps (``study_files.schema.FINETUNE_SCHEMA``).
+Each returns rows ``{protocol, labels, metric, value, epochs, train_images, test_images}``;
+``checkpoint_finetune`` (a study's ``finetune:``) adds ``encoder``, and the study the ``trial_id``: the
+columns of ``tables/finetune.parquet`` (``study_files.schema.FINETUNE_SCHEMA``).
 """
 from __future__ import annotations
 
@@ -21,13 +22,16 @@ from torch import nn
 
 from study_files.vocabulary import PROTOCOLS
 from trainers.augmentation.pipeline import build_pipeline
-from trainers.data.datasets import DataSplits
+from trainers.data.datasets import DataSplits, load_dataset
 from trainers.evaluation.finetune import (
     IGNORE_INDEX, FinetuneConfig, balanced_subset, finetune_classifier, finetune_segmentation,
     load_segmentation_pairs,
 )
+from trainers.evaluation.export import checkpoint_encoder
 from trainers.evaluation.monitors import embed, knn_top1
 from trainers.evaluation.probes import linear_r2, linear_top1
+from trainers.model.networks import build_model
+from trainers.training.device import resolve_device
 
 FINETUNE_AUGMENTATIONS = ("crop", "flip")  # the paper fine-tunes with random crops and flips only
 SEGMENTATION_TEST_SHARE = 0.2  # held out of a single file list when no test list is given
@@ -146,3 +150,32 @@ def score(encoder: nn.Module, protocol: str, *, data: Optional[DataSplits] = Non
     if protocol == "linear":
         return score_linear(encoder, data, seed=cfg.seed, device=device)
     return score_finetune(encoder, data, labels=labels, cfg=cfg, device=device)
+
+
+def checkpoint_finetune(checkpoint: str | Path, *, labels: Sequence[float] = (), epochs: Optional[int] = None,
+                        lr: Optional[float] = None, batch_size: Optional[int] = None,
+                        segmentation: Optional[dict[str, Any]] = None, random_init: bool = False) -> list[Row]:
+    """A study's ``finetune:`` for one trial's checkpoint, on that trial's data: ``finetune`` at each label
+    fraction, then ``segmentation`` (``file_list``, ``test_list``, ``num_classes``, ``image_size``) when
+    given. Rows carry ``encoder``: ``trial``, or ``random_init`` for the same encoder with its initial
+    weights (supervised training from scratch on the same labels), scored too when ``random_init``."""
+    trained, train_cfg, _ = checkpoint_encoder(checkpoint)
+    device = resolve_device(train_cfg.device)
+    cfg = finetune_config(epochs=epochs, lr=lr, batch_size=batch_size, seed=train_cfg.seed)
+    encoders = [("trial", trained)]
+    if random_init:
+        torch.manual_seed(train_cfg.seed)
+        encoders.append(("random_init", build_model(train_cfg).backbone))
+    data = None
+    if labels:
+        data = load_dataset(train_cfg.dataset, root=train_cfg.data_root, download=train_cfg.download,
+                            size=train_cfg.dataset_size or None, seed=train_cfg.seed)
+    rows = []
+    for name, encoder in encoders:
+        if labels:
+            rows += [{"encoder": name, **row} for row in score_finetune(encoder, data, labels=labels, cfg=cfg,
+                                                                         device=device)]
+        if segmentation:
+            seg = {**segmentation, "image_size": segmentation.get("image_size") or SEGMENTATION_IMAGE_SIZE}
+            rows += [{"encoder": name, **row} for row in score_segmentation(encoder, cfg=cfg, device=device, **seg)]
+    return rows
