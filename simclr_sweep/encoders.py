@@ -22,7 +22,7 @@ from study_files.locations import Location, StudyFiles, parse_location, storage_
 from study_files.schema import PARAM_PREFIX
 from study_files.tables import StudyTables
 from study_files.vocabulary import STUDY_FILE
-from trainers.checks import ConfigError, hint
+from trainers.checks import ConfigError, closest, hint
 
 RUN_CHECKPOINT = "checkpoint.pt"  # trainers.training.standalone.CHECKPOINT, which imports torch
 _TRIALS = "tables/trials.parquet"
@@ -107,7 +107,7 @@ def _choose_trial(trials, declaration: Declaration, *, trial: str | None, config
         rows = scored[scored["config_id"].astype(str) == config] if "config_id" in scored else scored.iloc[:0]
         if rows.empty:
             ids = sorted({str(c) for c in trials.get("config_id", []) if c is not None})
-            raise ConfigError("--config", f"no scored trial of configuration {config!r} in {study_dir}{hint(config, ids)}")
+            raise ConfigError("--config", f"no scored trial of configuration {config!r} in {study_dir}{_near(config, ids)}")
         return rows.iloc[0].to_dict(), f"configuration {config}'s best-scoring trial"
     if trial in (None, "best"):
         top = best(trials, declaration.metric, declaration.maximize)
@@ -116,8 +116,14 @@ def _choose_trial(trials, declaration: Declaration, *, trial: str | None, config
         return top.trial, f"best (configuration {top.name}, mean {declaration.metric} {top.mean:.4f} over {top.seeds} seed(s))"
     rows = trials[trials["trial_id"].astype(str) == trial]
     if rows.empty:
-        raise ConfigError("--trial", f"no trial {trial!r} in {study_dir}{hint(trial, ['best', *map(str, trials['trial_id'])])}")
+        raise ConfigError("--trial", f"no trial {trial!r} in {study_dir}{_near(trial, map(str, trials['trial_id']))}")
     return rows.iloc[0].to_dict(), f"trial {trial}"
+
+
+def _near(key: str, ids) -> str:
+    """A near miss among a study's ids, else where to see them all (a study may hold thousands)."""
+    near = closest(key, ids)
+    return f"; did you mean {near!r}?" if near else "; `simclr-sweep status` and the report name its trials"
 
 
 def _plain(value: Any) -> Any:

@@ -18,9 +18,9 @@ FAST = ["--epochs", "1", "--batch-size", "32", "--device", "cpu"]
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A `simclr-sweep train` output folder: its checkpoint.pt (a convnet on 200 shapes)."""
+    """A `simclr-sweep train` output folder: its checkpoint.pt (a convnet on 100 shapes)."""
     folder = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig.from_dict({"dataset": "shapes", "dataset_size": 200, "backbone": "convnet", "device": "cpu"})
+    cfg = TrainConfig.from_dict({"dataset": "shapes", "dataset_size": 100, "backbone": "convnet", "device": "cpu"})
     torch.manual_seed(0)
     save_checkpoint(folder / "checkpoint.pt", {"config": cfg.to_dict(), "epoch": 2, "model": build_model(cfg).state_dict(),
                                                "metrics": {"knn_top1": 0.3, "loss": 5.2}})
@@ -45,7 +45,7 @@ def test_export_of_a_run_writes_its_encoder(encoder, run_dir, capsys):
 def test_evaluate_scores_frozen_features(encoder, protocol, metric, capsys):
     assert main(["evaluate", str(encoder), "--protocol", protocol, "--device", "cpu"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"{protocol} of {encoder} on shapes (200 train / 66 test images):"
+    assert out[0] == f"{protocol} of {encoder} on shapes (100 train / 33 test images):"
     name, value = out[1].split()[:2]
     assert name == metric and 0 <= float(value) <= 1
 
@@ -55,8 +55,8 @@ def test_evaluate_finetunes_on_each_label_fraction_and_writes_json(run_dir, tmp_
     assert main(["evaluate", str(run_dir), "--protocol", "finetune", "--labels", "0.1", "1.0", *FAST,
                  "--out", str(results)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1].startswith("  finetune_top1 ") and "(labels 0.1: 20 train images, 1 epochs, 66 test images)" in out[1]
-    assert "(labels 1: 200 train images" in out[2]
+    assert out[1].startswith("  finetune_top1 ") and "(labels 0.1: 10 train images, 1 epochs, 33 test images)" in out[1]
+    assert "(labels 1: 100 train images" in out[2]
     payload = json.loads(results.read_text())
     assert [r["labels"] for r in payload["results"]] == [0.1, 1.0]
     assert payload["run"] == str(run_dir.resolve())
