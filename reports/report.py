@@ -9,6 +9,7 @@ from reports.sections.baselines import baselines_section, embeddings_section
 from reports.sections.choices import choice_sections, numeric_section, temperature_batch_section
 from reports.sections.curves import curves_section
 from reports.sections.failures import failures_section
+from reports.sections.finetune import finetune_section
 from reports.sections.overview import leaderboard_section, summary_section
 from reports.sections.search import cost_section, history_section, importance_section, parallel_section
 from reports.study_data import StudyData, load_study
@@ -23,6 +24,7 @@ SECTIONS: tuple[Builder, ...] = (
     summary_section,
     leaderboard_section,
     baselines_section,
+    finetune_section,
     curves_section,
     embeddings_section,
     effects_section,

@@ -37,6 +37,7 @@ class StudyData:
     notes: list[str] = field(default_factory=list)
     baselines: pd.DataFrame | None = None  # tables/baselines.parquet: one row per baseline
     embeddings: dict[str, Any] | None = None  # tables/embeddings.npz of the best trial
+    finetune: pd.DataFrame | None = None  # tables/finetune.parquet: the best trial's encoder fine-tuned
 
     @property
     def name(self) -> str:
@@ -161,7 +162,8 @@ def load_study(study_dir: Location) -> StudyData:
     trials = tables.read_trials()
     epochs = tables.read_epochs()
     data = StudyData(study_dir, declaration.raw, trials, epochs, notes,
-                     baselines=tables.read_baselines(), embeddings=tables.read_embeddings())
+                     baselines=tables.read_baselines(), embeddings=tables.read_embeddings(),
+                     finetune=tables.read_finetune())
     score_column = best_column(data.metric)
     if score_column in trials:
         trials["score"] = pd.to_numeric(trials[score_column], errors="coerce").astype(float)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from simclr_sweep.study import NAME_PATTERN, load_study, load_study_in_child
 from study_files.errors import StudyFilesError
+from study_files.vocabulary import PROTOCOLS
 from trainers.checks import ConfigError
 
 EXIT_USAGE = 2
@@ -98,6 +99,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     return train_main(Path(args.config), Path(args.out), resume=args.resume)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from simclr_sweep.encoders import export  # torch, Ray's resume helpers: not for validate, report or status
+    from trainers.evaluation.export import EncoderFileError
+    from trainers.training.state import CheckpointError
+
+    try:
+        print(export(args.source, args.out, trial=args.trial, config=args.config))
+    except (EncoderFileError, CheckpointError) as err:
+        return _fail(str(err))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from simclr_sweep.encoders import Evaluation, evaluate, labels_list  # torch: not for validate, report or status
+    from trainers.evaluation.export import EncoderFileError
+    from trainers.training.state import CheckpointError
+
+    request = Evaluation(protocol=args.protocol, dataset=args.dataset, data_root=args.data_root,
+                         download=args.download, dataset_size=args.dataset_size,
+                         labels=labels_list(args.labels) if args.labels else Evaluation.labels,
+                         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                         file_list=args.file_list, test_list=args.test_list, num_classes=args.num_classes,
+                         image_size=args.image_size, device=args.device)
+    try:
+        for line in evaluate(args.source, request, trial=args.trial, config=args.config, out=args.out):
+            print(line, flush=True)
+    except (EncoderFileError, CheckpointError) as err:
+        return _fail(str(err))
+    return 0
+
+
+def _trial_choice(parser: argparse.ArgumentParser) -> None:
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--trial", help="best (default: the best configuration's best seed) or a trial id")
+    choice.add_argument("--config", help="a config_id: that configuration's best-scoring trial")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="simclr-sweep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -131,6 +169,34 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="train-out", help="folder for checkpoints and metrics.json")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     train.set_defaults(func=cmd_train)
+
+    export = sub.add_parser("export", help="write a study's (or a train run's) encoder as a weights-only state dict")
+    export.add_argument("source", metavar="STUDY_DIR|RUN_DIR", help="a study (folder or URI) or a `train` --out folder")
+    _trial_choice(export)
+    export.add_argument("--out", default="encoder.pt", help="the file to write (default: ./encoder.pt)")
+    export.set_defaults(func=cmd_export)
+
+    evaluate = sub.add_parser("evaluate", help="score an encoder by kNN, linear probe, fine-tuning or segmentation")
+    evaluate.add_argument("source", metavar="ENCODER|STUDY_DIR|RUN_DIR",
+                          help="an exported encoder file, a study (its best trial unless told), or a train run")
+    _trial_choice(evaluate)
+    evaluate.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    evaluate.add_argument("--dataset", help="data set to score on (default: the one the encoder trained on)")
+    evaluate.add_argument("--data-root", help="where the data set's files are (default: the encoder's data_root)")
+    evaluate.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
+    evaluate.add_argument("--dataset-size", type=int, help="training images to use (default: the encoder's)")
+    evaluate.add_argument("--labels", nargs="+", help="finetune: fractions of the labels, e.g. 0.01 0.1 1.0 (default)")
+    evaluate.add_argument("--epochs", type=int, help="finetune/segmentation: epochs (default 30)")
+    evaluate.add_argument("--lr", type=float, help="finetune/segmentation: SGD learning rate (default 0.05)")
+    evaluate.add_argument("--batch-size", type=int, help="finetune/segmentation: batch size (default 256)")
+    evaluate.add_argument("--seed", type=int, help="seed of the label subset and training (default: the encoder's)")
+    evaluate.add_argument("--file-list", help="segmentation: `image,labelmap` lines (paths relative to the list)")
+    evaluate.add_argument("--test-list", help="segmentation: pairs to score on (default: a seeded 20%% of --file-list)")
+    evaluate.add_argument("--num-classes", type=int, help="segmentation: classes (default: largest id in the maps + 1)")
+    evaluate.add_argument("--image-size", type=int, help="segmentation: pairs resized to this square size (default 64)")
+    evaluate.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the encoder's device setting)")
+    evaluate.add_argument("--out", help="also write the results to this JSON file")
+    evaluate.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -73,6 +73,27 @@ class EarlyStopping:
 
 
 @dataclass(frozen=True)
+class Segmentation:
+    """`finetune.segmentation`: fine-tune the best encoder's trunk on `image,labelmap` pairs, scored by mean IoU."""
+
+    file_list: str  # absolute: the workers read it
+    test_list: str | None = None  # None: a seeded share of file_list is held out
+    num_classes: int | None = None  # None: the largest class id in the maps + 1
+    image_size: int | None = None  # None: trainers.evaluation.protocols.SEGMENTATION_IMAGE_SIZE
+
+
+@dataclass(frozen=True)
+class Finetune:
+    """`finetune:` what the best trial's encoder is fine-tuned on after the trials (None: FinetuneConfig's default)."""
+
+    labels: tuple[float, ...] = ()  # fractions of the labelled training set, class-balanced
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    segmentation: Segmentation | None = None
+
+
+@dataclass(frozen=True)
 class Study:
     """A validated study declaration."""
 
@@ -95,6 +116,7 @@ class Study:
     time_budget_s: float | None = None
     baselines: tuple[str, ...] = ()  # evaluated once after the trials, with the trials' probes
     embeddings: int = 0  # test images whose h and g(h) of the best trial are exported (0: none)
+    finetune: Finetune | None = None  # fine-tuning of the best trial's encoder after the trials
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -185,7 +207,7 @@ def parse_study(data: dict[str, Any]) -> Study:
 _TOP_KEYS = (
     "name", "description", "metric", "method", "trials", "seeds", "max_concurrent", "resources",
     "workers_per_trial", "early_stopping", "fixed", "parameters", "sampler_seed", "max_failures",
-    "time_budget", "baselines", "embeddings",
+    "time_budget", "baselines", "embeddings", "finetune",
 )
 
 
@@ -212,6 +234,7 @@ def _settings(data: dict[str, Any]) -> dict[str, Any]:
         time_budget_s=time_budget,
         baselines=_baselines(data.get("baselines")),
         embeddings=_embeddings(data.get("embeddings")),
+        finetune=_finetune(data.get("finetune")),
     )
 
 
@@ -239,6 +262,59 @@ def _embeddings(value: Any) -> int:
     if 0 < sample < 10:
         raise ConfigError("embeddings", f"must be 0 (none) or at least 10 test images for a t-SNE (got {sample})")
     return sample
+
+
+def _finetune(value: Any) -> Finetune | None:
+    """`finetune: {labels: [0.01, 0.1], epochs, lr, batch_size, segmentation: {file_list, ...}}`."""
+    if value is None:
+        return None
+    spec = mapping("finetune", value)
+    known_keys("finetune", spec, ("labels", "epochs", "lr", "batch_size", "segmentation"))
+    labels = spec.get("labels", [])
+    labels = labels if isinstance(labels, list) else [labels]
+    fractions = []
+    for i, fraction in enumerate(labels):
+        fraction = finite(f"finetune.labels[{i}]", fraction)
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"finetune.labels[{i}]", f"must be a fraction in (0, 1], e.g. 0.01 or 0.1 (got {fraction})")
+        fractions.append(float(fraction))
+    if len(set(fractions)) != len(fractions):
+        raise ConfigError("finetune.labels", f"fractions must not repeat (got {', '.join(map(str, fractions))})")
+    lr = None
+    if spec.get("lr") is not None:
+        lr = finite("finetune.lr", spec["lr"])
+        if lr <= 0:
+            raise ConfigError("finetune.lr", f"must be > 0 (got {lr})")
+    segmentation = _segmentation(spec["segmentation"]) if spec.get("segmentation") is not None else None
+    if not fractions and segmentation is None:
+        raise ConfigError("finetune", "give labels (e.g. [0.01, 0.1]) or segmentation: {file_list: pairs.txt}")
+    return Finetune(labels=tuple(fractions),
+                    epochs=None if spec.get("epochs") is None else whole_number(1)("finetune.epochs", spec["epochs"]),
+                    lr=lr,
+                    batch_size=(None if spec.get("batch_size") is None
+                                else whole_number(1)("finetune.batch_size", spec["batch_size"])),
+                    segmentation=segmentation)
+
+
+def _segmentation(value: Any) -> Segmentation:
+    path = "finetune.segmentation"
+    spec = mapping(path, value)
+    known_keys(path, spec, ("file_list", "test_list", "num_classes", "image_size"))
+    if "file_list" not in spec:
+        raise ConfigError(f"{path}.file_list", "missing; a file of `image,labelmap` lines")
+    lists = {}
+    for key in ("file_list", "test_list"):
+        if spec.get(key) is None:
+            continue
+        where = Path(text(f"{path}.{key}", spec[key])).expanduser()
+        if not where.is_file():
+            raise ConfigError(f"{path}.{key}", f"no such file: {where} (a relative path is read from the folder "
+                                               "simclr-sweep runs in)")
+        lists[key] = str(where.resolve())
+    return Segmentation(
+        file_list=lists["file_list"], test_list=lists.get("test_list"),
+        num_classes=None if spec.get("num_classes") is None else whole_number(1)(f"{path}.num_classes", spec["num_classes"]),
+        image_size=None if spec.get("image_size") is None else whole_number(8)(f"{path}.image_size", spec["image_size"]))
 
 
 def _metric(value: Any) -> tuple[str, str]:

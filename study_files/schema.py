@@ -109,3 +109,19 @@ def _is_nan(value: object) -> bool:
 BASELINE_METRICS: tuple[str, ...] = ("knn_top1", "linear_top1", "linear_r2")
 BASELINES_SCHEMA = pa.schema([pa.field("baseline", pa.string(), nullable=False),
                               *(pa.field(m, pa.float64()) for m in BASELINE_METRICS)])
+
+# tables/finetune.parquet: one row per (encoder, protocol, label fraction) a study's `finetune` key
+# asked for (simclr_sweep.analysis): `encoder` is `trial` (the best trial's, `trial_id`) or `random_init`
+# (the same network from its initial weights); `metric` is finetune_top1 or mean_iou, scored on the
+# held-out split after `epochs` of fine-tuning on `train_images` images (`labels` of the labelled set).
+FINETUNE_SCHEMA = pa.schema([
+    pa.field("encoder", pa.string(), nullable=False),
+    pa.field("trial_id", pa.string()),
+    pa.field("protocol", pa.string(), nullable=False),
+    pa.field("labels", pa.float64()),
+    pa.field("metric", pa.string(), nullable=False),
+    pa.field("value", pa.float64()),
+    pa.field("epochs", pa.int64()),
+    pa.field("train_images", pa.int64()),
+    pa.field("test_images", pa.int64()),
+])

@@ -37,6 +37,7 @@ from study_files.schema import (
     BASELINES_SCHEMA,
     EPOCH_COLUMNS,
     EPOCHS_SCHEMA,
+    FINETUNE_SCHEMA,
     PARAM_PREFIX,
     TRIAL_FIXED_COLUMNS,
     param_type,
@@ -55,6 +56,7 @@ _EPOCHS = "tables/epochs"
 _RUN_TIME = "tables/run_time.json"
 _BASELINES = "tables/baselines.parquet"
 _EMBEDDINGS = "tables/embeddings.npz"
+_FINETUNE = "tables/finetune.parquet"
 
 
 # duckdb over the raw part files, giving what read_epochs gives: format with the epochs folder.
@@ -160,6 +162,22 @@ class StudyTables:
         if not self.files.exists(_BASELINES):
             return BASELINES_SCHEMA.empty_table().to_pandas()
         return self.files.read_table(_BASELINES, schema=BASELINES_SCHEMA).to_pandas()
+
+    def write_finetune(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Replace ``tables/finetune.parquet``: one row per fine-tuned (encoder, protocol, label fraction)."""
+        normalised = []
+        for row in rows:
+            unknown = set(row) - set(FINETUNE_SCHEMA.names)
+            if unknown:
+                raise ValueError(f"finetune row: unknown column(s) {sorted(unknown)}; expected {FINETUNE_SCHEMA.names}")
+            normalised.append({name: row.get(name) for name in FINETUNE_SCHEMA.names})
+        self.files.write_table(_FINETUNE, pa.Table.from_pylist(normalised, schema=FINETUNE_SCHEMA))
+
+    def read_finetune(self) -> pd.DataFrame:
+        """The fine-tuning rows (an empty frame when the study declared no `finetune`)."""
+        if not self.files.exists(_FINETUNE):
+            return FINETUNE_SCHEMA.empty_table().to_pandas()
+        return self.files.read_table(_FINETUNE, schema=FINETUNE_SCHEMA).to_pandas()
 
     def write_embeddings(self, npz: bytes) -> None:
         """Replace ``tables/embeddings.npz`` (``trainers.evaluation.embeddings``' arrays, plus ``trial_id``)."""

@@ -44,3 +44,6 @@ BASELINES: tuple[str, ...] = ("random_init", "pca")
 
 # The paper's five augmentations, in the order they are applied (and listed in the report).
 SIMCLR_AUGMENTATIONS: tuple[str, ...] = ("crop", "flip", "color_jitter", "grayscale", "blur")
+
+# How an exported encoder is scored (simclr-sweep evaluate; a study's finetune key; tables/finetune.parquet).
+PROTOCOLS: tuple[str, ...] = ("knn", "linear", "finetune", "segmentation")
