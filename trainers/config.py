@@ -11,7 +11,7 @@ from study_files.vocabulary import SIMCLR_AUGMENTATIONS
 from trainers.augmentation.kernels import AUGMENTATIONS, PAPER_ORDER, Param
 from trainers.checks import ConfigError, boolean, choice, closest, integer, number, shown, string, type_name
 from trainers.data.datasets import DATASETS
-from trainers.losses import LOSSES, SIMILARITIES
+from trainers.losses import LOSSES, REDUCTIONS, SIMILARITIES
 from trainers.model.networks import BACKBONES, HEADS, STEMS
 from trainers.model.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
 from trainers.training.device import AMP_DTYPES
@@ -75,6 +75,9 @@ class TrainConfig:
     semi_hard: bool = False
     """Semi-hard negative mining, for nt_logistic and margin_triplet (the paper's "(sh)" rows);
     nt_xent ignores it."""
+    loss_reduction: str = "mean"
+    """mean (over the 2N rows, the paper's) or sum_of_views (google-research's: twice the mean, the
+    scale its LARS learning rate and weight decay were tuned at)."""
     # augmentation
     augmentations: tuple[str, ...] = SIMCLR_AUGMENTATIONS
     augmentation_params: Mapping[str, Any] = field(default_factory=dict)  # "<augmentation>.<parameter>" -> value
@@ -233,6 +236,7 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "hidden_norm": boolean,
     "margin": number(0.0, inclusive=True),
     "semi_hard": boolean,
+    "loss_reduction": choice(lambda: REDUCTIONS),
     "augmentations": _augmentations,
     "augmentation_params": _augmentation_params,
     "seed": integer(0),

@@ -155,7 +155,8 @@ def make_update(cfg: TrainConfig, net: torch.nn.Module, optimizer: torch.optim.O
     """The part of ``make_step`` after the augmentation: ``update(views) -> loss`` on the 2B views
     (first view of every image, then the second): forward, contrastive loss, backward, step."""
     loss_fn = partial(contrastive_loss, loss=cfg.loss, temperature=cfg.temperature, similarity=cfg.similarity,
-                      hidden_norm=cfg.hidden_norm, margin=cfg.margin, semi_hard=cfg.semi_hard)
+                      hidden_norm=cfg.hidden_norm, margin=cfg.margin, semi_hard=cfg.semi_hard,
+                      reduction=cfg.loss_reduction)
     amp_dtype = AMP_DTYPES[cfg.precision]
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
