@@ -257,10 +257,14 @@ def _color_jitter_params(shape: Shape, generator: torch.Generator, device: torch
     [max(0, 1 - 0.8s), 1 + 0.8s]), the hue shift (uniform in [-0.2s, 0.2s]) and a random order of
     the four operations (SimCLR Appendix A, torchvision ColorJitter ranges).
 
-    Each sample's order is a uniform random permutation. Across the batch the position of hue is
-    dealt like cards (sample ``hue_deal[j]`` has hue at position j % 4), so the samples that take
-    hue at a given position are a fixed-size slice: hue, the costly operation, is then computed once
-    per image instead of at all four positions, with no data-dependent shapes (no device sync).
+    Each sample's order is a uniform random permutation of the four. Hue's position is dealt like
+    cards over the batch padded to a multiple of 4 (sample ``hue_deal[j]`` has hue at position
+    j % 4; entries >= N are padding): each position then holds the same number of slots, so every
+    sample has hue at each position with probability 1/4, and the samples that take hue at a given
+    position are a fixed-size slice: hue, the costly operation, is computed once per image (and
+    per padding slot) instead of at all four positions, with no data-dependent shapes (no device
+    sync). The samples' orders are not independent of each other: each position holds at most
+    ceil(N / 4) hues.
     """
     n = shape[0]
     b = 0.8 * strength
@@ -268,9 +272,10 @@ def _color_jitter_params(shape: Shape, generator: torch.Generator, device: torch
     applied = _bernoulli(n, p, generator, device)
     factors = torch.stack([_uniform(n, max(0.0, 1.0 - b), 1.0 + b, generator, device) for _ in range(3)], dim=1)
     hue = _uniform(n, -h, h, generator, device)
-    hue_deal = torch.randperm(n, generator=generator, device=device)
-    hue_position = torch.empty(n, dtype=torch.long, device=device).scatter_(
-        0, hue_deal, torch.arange(n, device=device) % 4).view(-1, 1)
+    slots = n + (-n) % 4
+    hue_deal = torch.randperm(slots, generator=generator, device=device)
+    hue_position = torch.empty(slots, dtype=torch.long, device=device).scatter_(
+        0, hue_deal, torch.arange(slots, device=device) % 4)[:n].view(-1, 1)
     others = torch.rand(n, 3, generator=generator, device=device).argsort(dim=1)  # blends in random order
     positions = torch.arange(4, device=device).view(1, 4)
     slot = (positions - (positions > hue_position).long()).clamp(max=2)
@@ -315,15 +320,25 @@ def _blend_toward(x: Tensor, op: Tensor, factor: Tensor) -> Tensor:
     return torch.lerp(ref, x, factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
 
 
+def _pad_rows(t: Tensor, pad: int) -> Tensor:
+    """``t`` with ``pad`` rows of zeros after its own (itself, uncopied, when pad is 0)."""
+    return torch.cat([t, t.new_zeros((pad, *t.shape[1:]))]) if pad else t
+
+
 def _color_jitter_apply(x: Tensor, applied: Tensor, factors: Tensor, hue: Tensor, order: Tensor,
                         hue_deal: Tensor) -> Tensor:
+    n = x.shape[0]
+    pad = hue_deal.shape[0] - n
+    # Padding slots read a blank image with no shift; what they compute is dropped.
+    hue = _pad_rows(hue, pad)
     out = x
     for position in range(4):
         op = order[:, position]
         blend_factor = factors.gather(1, op.clamp(max=_SATURATION).unsqueeze(1)).squeeze(1)
-        blended = _blend_toward(out, op, blend_factor)
-        rows = hue_deal[position::4]  # the samples whose operation at this position is hue
-        out = blended.index_copy_(0, rows, _adjust_hue(out.index_select(0, rows), hue.index_select(0, rows)))
+        blended = _pad_rows(_blend_toward(out, op, blend_factor), pad)
+        rows = hue_deal[position::4]  # the samples (or padding slots) whose operation here is hue
+        hued = _adjust_hue(_pad_rows(out, pad).index_select(0, rows), hue.index_select(0, rows))
+        out = blended.index_copy_(0, rows, hued)[:n]
     return torch.where(_per_sample(applied), out, x)
 
 
