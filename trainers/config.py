@@ -12,7 +12,7 @@ from trainers.augmentation.kernels import AUGMENTATIONS, PAPER_ORDER, Param
 from trainers.checks import ConfigError, boolean, choice, closest, integer, number, shown, string, type_name
 from trainers.data.datasets import DATASETS
 from trainers.losses import LOSSES, REDUCTIONS, SIMILARITIES
-from trainers.model.networks import BACKBONES, HEADS, STEMS
+from trainers.model.networks import BACKBONES, HEAD_INITS, HEADS, STEMS
 from trainers.model.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
 from trainers.training.device import AMP_DTYPES
 
@@ -51,6 +51,10 @@ class TrainConfig:
     projection_hidden_dim: int = 0
     """Hidden width of the nonlinear head (0: the representation's size), used when head_layers >= 2;
     linear and none ignore it."""
+    zero_init_residual: bool = False
+    """Start each residual block's last BN gamma at 0, as TF's ResNet does (the convnet has none)."""
+    head_init: str = "torch"
+    """The head's dense weights: torch (PyTorch's default) or tf (N(0, 0.01), TF SimCLR's)."""
     # optimisation
     epochs: int = 8
     batch_size: int = 256
@@ -221,6 +225,8 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "head_layers": integer(1, 8),
     "projection_dim": integer(1),
     "projection_hidden_dim": integer(0),
+    "zero_init_residual": boolean,
+    "head_init": choice(lambda: HEAD_INITS),
     "epochs": integer(1),
     "batch_size": integer(2),
     "optimizer": choice(lambda: OPTIMIZERS),

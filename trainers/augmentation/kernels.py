@@ -247,6 +247,9 @@ flip = Augmentation("flip", _flip_params, _flip_apply, {
 # color_jitter
 # ---------------------------------------------------------------------------------------------
 
+# Whose contrast and saturation: torchvision's (toward luma) or TF's (see _blend_toward).
+COLOR_OPS = ("torchvision", "tf")
+
 # Operation indices in the per-sample order; hue is last because it is the one that is not a blend.
 _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = 0, 1, 2, 3
 
@@ -307,17 +310,31 @@ def _adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     return maxc.unsqueeze(1) - delta.unsqueeze(1) * ramp
 
 
-def _blend_toward(x: Tensor, op: Tensor, factor: Tensor) -> Tensor:
-    """One of brightness/contrast/saturation per sample, all three being clamp(f x + (1 - f) ref)
-    with ref = 0, the image's mean luma, or the pixel's luma respectively."""
-    gray = _luma(x)
+def _blend_toward(x: Tensor, op: Tensor, factor: Tensor, ops: str = "torchvision") -> Tensor:
+    """One of brightness/contrast/saturation per sample, all three being clamp(f x + (1 - f) ref).
+
+    torchvision: ref = 0, the image's mean luma, or the pixel's luma respectively. tf: contrast's
+    ref is each channel's own mean (tf.image.adjust_contrast); saturation scales HSV's S by f,
+    clipped at 1 (tf.image.adjust_saturation), which with h and v kept is the blend toward the
+    pixel's max channel v at factor min(f, v / (v - min)).
+    """
     op = op.view(-1, 1, 1, 1)
+    factor = factor.view(-1, 1, 1, 1)
+    if ops == "tf":
+        channel_means = x.mean(dim=(2, 3), keepdim=True)
+        v = x.amax(dim=1, keepdim=True)
+        delta = v - x.amin(dim=1, keepdim=True)
+        saturated = torch.minimum(factor, v / torch.where(delta > 0, delta, torch.ones_like(delta)))
+        ref = torch.where(op == _SATURATION, v, channel_means * (op == _CONTRAST))
+        factor = torch.where(op == _SATURATION, saturated, factor)
+        return torch.lerp(ref, x, factor).clamp_(0.0, 1.0)
+    gray = _luma(x)
     mean_or_zero = gray.mean(dim=(1, 2, 3), keepdim=True) * (op == _CONTRAST)
     ref = torch.where(op == _SATURATION, gray, mean_or_zero)
     if x.shape[1] != 3:
         # Saturation leaves a single-channel image unchanged, as torchvision does.
-        factor = torch.where(op.view(-1) == _SATURATION, torch.ones_like(factor), factor)
-    return torch.lerp(ref, x, factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+        factor = torch.where(op == _SATURATION, torch.ones_like(factor), factor)
+    return torch.lerp(ref, x, factor).clamp_(0.0, 1.0)
 
 
 def _pad_rows(t: Tensor, pad: int) -> Tensor:
@@ -326,7 +343,7 @@ def _pad_rows(t: Tensor, pad: int) -> Tensor:
 
 
 def _color_jitter_apply(x: Tensor, applied: Tensor, factors: Tensor, hue: Tensor, order: Tensor,
-                        hue_deal: Tensor) -> Tensor:
+                        hue_deal: Tensor, ops: str = "torchvision") -> Tensor:
     n = x.shape[0]
     pad = hue_deal.shape[0] - n
     # Padding slots read a blank image with no shift; what they compute is dropped.
@@ -335,7 +352,7 @@ def _color_jitter_apply(x: Tensor, applied: Tensor, factors: Tensor, hue: Tensor
     for position in range(4):
         op = order[:, position]
         blend_factor = factors.gather(1, op.clamp(max=_SATURATION).unsqueeze(1)).squeeze(1)
-        blended = _pad_rows(_blend_toward(out, op, blend_factor), pad)
+        blended = _pad_rows(_blend_toward(out, op, blend_factor, ops), pad)
         rows = hue_deal[position::4]  # the samples (or padding slots) whose operation here is hue
         hued = _adjust_hue(_pad_rows(out, pad).index_select(0, rows), hue.index_select(0, rows))
         out = blended.index_copy_(0, rows, hued)[:n]
@@ -345,6 +362,8 @@ def _color_jitter_apply(x: Tensor, applied: Tensor, factors: Tensor, hue: Tensor
 color_jitter = Augmentation("color_jitter", _color_jitter_params, _color_jitter_apply, {
     "strength": Param(1.0, number(0.0, inclusive=True), "s: brightness/contrast/saturation 0.8s, hue 0.2s"),
     "p": Param(0.8, unit, "probability that colour jitter is applied"),
+    "ops": Param("torchvision", choice(lambda: COLOR_OPS), "torchvision's contrast and saturation, or TF's "
+                 "(per-channel means; HSV saturation)", drawn=False),
 }, "SimCLR colour distortion: brightness, contrast, saturation, hue in a random order per sample, "
    "applied to each image with probability p.")
 
@@ -376,15 +395,27 @@ def blur_kernel_size_for(side: int) -> int:
     return (side // 10) // 2 * 2 + 1
 
 
+# Whom a blur's sigma is drawn for: each image (torchvision) or the whole batch (TF SimCLR's
+# batch_random_blur, which draws one sigma per view's batch).
+BLUR_SIGMA_PER = ("sample", "batch")
+# The blur's border: reflect (torchvision gaussian_blur) or zero (TF's depthwise conv, padding SAME).
+BLUR_PADDINGS = {"reflect": "reflect", "zero": "constant"}
+
+
 def _blur_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float,
-                 sigma: tuple[float, float]) -> dict[str, Tensor]:
+                 sigma: tuple[float, float], sigma_per: str) -> dict[str, Tensor]:
     n = shape[0]
-    return {"blurred": _bernoulli(n, p, generator, device), "sigma": _uniform(n, sigma[0], sigma[1], generator, device)}
+    blurred = _bernoulli(n, p, generator, device)
+    if sigma_per == "batch":
+        return {"blurred": blurred, "sigma": _uniform(1, sigma[0], sigma[1], generator, device).expand(n)}
+    return {"blurred": blurred, "sigma": _uniform(n, sigma[0], sigma[1], generator, device)}
 
 
-def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int | None) -> Tensor:
+def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int | None,
+                padding: str = "reflect") -> Tensor:
     """Separable Gaussian blur with a per-sample sigma: grouped convolutions, one group per channel
-    of each image, reflect padding (torchvision gaussian_blur). kernel_size None: 10% of the side."""
+    of each image, ``padding`` at the border (reflect: torchvision gaussian_blur; zero: TF's).
+    kernel_size None: 10% of the side."""
     kernel_size = blur_kernel_size_for(min(x.shape[-2:])) if kernel_size is None else kernel_size
     if kernel_size == 1:
         return x
@@ -394,7 +425,7 @@ def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int |
     kernel = torch.softmax(-0.5 * (taps.view(1, -1) / sigma.view(-1, 1)) ** 2, dim=1)  # (N, k), sums to 1
     kernel = kernel.repeat_interleave(c, dim=0)  # (N*C, k)
     pad = kernel_size // 2
-    flat = F.pad(x.reshape(1, n * c, h, w), (pad, pad, pad, pad), mode="reflect")
+    flat = F.pad(x.reshape(1, n * c, h, w), (pad, pad, pad, pad), mode=BLUR_PADDINGS[padding])
     flat = F.conv2d(flat, kernel.view(n * c, 1, 1, kernel_size), groups=n * c)
     flat = F.conv2d(flat, kernel.view(n * c, 1, kernel_size, 1), groups=n * c)
     return torch.where(_per_sample(blurred), flat.view(n, c, h, w), x)
@@ -404,6 +435,9 @@ blur = Augmentation("blur", _blur_params, _blur_apply, {
     "p": Param(0.5, unit, "probability of a Gaussian blur"),
     "sigma": Param((0.1, 2.0), pair(), "sigma range (uniform)"),
     "kernel_size": Param(None, odd_size, "odd size; None: 10% of the side (SimCLR)", drawn=False),
+    "sigma_per": Param("sample", choice(lambda: BLUR_SIGMA_PER), "sample: a sigma per image; batch: one per "
+                       "batch (TF)"),
+    "padding": Param("reflect", choice(lambda: BLUR_PADDINGS), "reflect (torchvision) or zero (TF)", drawn=False),
 }, "Gaussian blur with sigma uniform in sigma, with probability p; kernel 10% of the side.")
 
 
