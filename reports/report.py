@@ -9,6 +9,7 @@ from reports.sections.baselines import baselines_section, embeddings_section
 from reports.sections.choices import choice_sections, numeric_section, temperature_batch_section
 from reports.sections.curves import curves_section
 from reports.sections.failures import failures_section
+from reports.sections.objectives import objective_section
 from reports.sections.overview import leaderboard_section, summary_section
 from reports.sections.search import cost_section, history_section, importance_section, parallel_section
 from reports.study_data import StudyData, load_study
@@ -29,6 +30,7 @@ SECTIONS: tuple[Builder, ...] = (
     pairs_section,
     choice_sections,
     temperature_batch_section,
+    objective_section,
     numeric_section,
     importance_section,
     parallel_section,

@@ -11,7 +11,7 @@ from study_files.vocabulary import SIMCLR_AUGMENTATIONS
 from trainers.augmentation.kernels import AUGMENTATIONS, PAPER_ORDER, Param
 from trainers.checks import ConfigError, boolean, choice, closest, integer, number, shown, string, type_name
 from trainers.data.datasets import DATASETS
-from trainers.losses import LOSSES, REDUCTIONS, SIMILARITIES
+from trainers.losses import LOSSES, OBJECTIVES, REDUCTIONS, SIMILARITIES
 from trainers.model.networks import BACKBONES, HEAD_INITS, HEADS, STEMS
 from trainers.model.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
 from trainers.training.device import AMP_DTYPES
@@ -66,6 +66,10 @@ class TrainConfig:
     weight_decay: float = 1e-6
     momentum: float = 0.9
     # objective
+    objective: str = "simclr"
+    """simclr (the contrastive loss on two views) or supervised (cross-entropy of a linear classifier
+    on h, in place of the head, on one augmented view of each labelled training image; the same
+    backbone, augmentations and probes; needs a classification data set)."""
     loss: str = "nt_xent"
     """nt_xent, nt_logistic or margin_triplet (``trainers.losses``)."""
     temperature: float = 0.5
@@ -236,6 +240,7 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "schedule": choice(lambda: SCHEDULES),
     "weight_decay": number(0.0, inclusive=True),
     "momentum": number(0.0, inclusive=True, high=1.0),
+    "objective": choice(lambda: OBJECTIVES),
     "loss": choice(lambda: LOSSES),
     "temperature": number(0.0, inclusive=False),
     "similarity": choice(lambda: SIMILARITIES),

@@ -88,6 +88,10 @@ SIMILARITIES: dict[str, SimilarityFn] = {
     "mahalanobis_inverse": _mahalanobis_inverse,
 }
 
+# What a run trains on: the contrastive loss of two views, or the labels (the paper's supervised
+# baseline of Table 1; the training loop holds its cross-entropy).
+OBJECTIVES = ("simclr", "supervised")
+
 # How the per-row losses become the scalar: the mean over the 2N rows (the paper, lightly), or
 # google-research's sum of the two views' means (twice the mean; what its LARS recipe was tuned on).
 REDUCTIONS: dict[str, float] = {"mean": 1.0, "sum_of_views": 2.0}

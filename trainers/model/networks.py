@@ -179,11 +179,20 @@ HEAD_INITS: dict[str, Callable[[nn.Module], None]] = {
 }
 
 
-def build_model(cfg) -> SimCLRModel:
-    """The encoder and head a ``TrainConfig`` describes, freshly initialised from the global RNG."""
+def build_model(cfg, num_classes: int = 0) -> SimCLRModel:
+    """The encoder and head a ``TrainConfig`` describes, freshly initialised from the global RNG.
+
+    With ``objective: supervised`` the head is a linear classifier of h into ``num_classes`` logits
+    (the projection head's options do not apply; ``head_init`` does).
+    """
     backbone, rep_dim = BACKBONES[cfg.backbone](stem=cfg.stem, width=cfg.width)
-    head = HEADS[cfg.head](rep_dim, hidden_dim=cfg.projection_hidden_dim or rep_dim,
-                           out_dim=cfg.projection_dim, layers=cfg.head_layers)
+    if cfg.objective == "supervised":
+        if num_classes < 1:
+            raise ValueError(f"objective: supervised needs a classification data set (got {num_classes} classes)")
+        head: nn.Module = nn.Linear(rep_dim, num_classes)
+    else:
+        head = HEADS[cfg.head](rep_dim, hidden_dim=cfg.projection_hidden_dim or rep_dim,
+                               out_dim=cfg.projection_dim, layers=cfg.head_layers)
     if cfg.zero_init_residual:
         zero_init_residual(backbone)
     HEAD_INITS[cfg.head_init](head)
