@@ -148,3 +148,126 @@ def test_tf_head_init_draws_dense_weights_from_normal_0_001():
     weights = torch.cat([m.weight.detach().flatten() for m in default.head.modules()
                          if isinstance(m, torch.nn.Linear)]).double().numpy()
     assert kstest(weights, "norm", args=(0.0, 0.01)).pvalue < 1e-6
+
+
+# --- crop -----------------------------------------------------------------------------------
+
+def _lrint(x):
+    return int(np.rint(x))  # to nearest, ties to even, as lrintf
+
+
+def _tf_generate_random_crop(W, H, min_rel, max_rel, aspect, u_h, u_y, u_x):
+    """GenerateRandomCrop of TF's sample_distorted_bounding_box_op.cc, its Uniform(n) fed floor(u n)."""
+    min_area, max_area = min_rel * W * H, max_rel * W * H
+    height = _lrint(np.sqrt(min_area / aspect))
+    max_height = _lrint(np.sqrt(max_area / aspect))
+    if _lrint(max_height * aspect) > W:
+        max_height = int((W + 0.5 - 0.0000001) / aspect)
+        if _lrint(max_height * aspect) > W:
+            max_height -= 1
+    if max_height > H:
+        max_height = H
+    if height >= max_height:
+        height = max_height
+    if height < max_height:
+        height += int(u_h * (max_height - height + 1))
+    width = _lrint(height * aspect)
+    area = width * height
+    if area < min_area:
+        height += 1
+        width = _lrint(height * aspect)
+        area = width * height
+    if area > max_area:
+        height -= 1
+        width = _lrint(height * aspect)
+        area = width * height
+    if area < min_area or area > max_area or width > W or height > H or width <= 0 or height <= 0:
+        return None
+    y = int(u_y * (H - height)) if height < H else 0
+    x = int(u_x * (W - width)) if width < W else 0
+    return y, x, height, width
+
+
+def _tf_sample_box(W, H, u, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), covered=0.1):
+    u_aspect, u_h, u_y, u_x = u
+    for k in range(len(u_aspect)):
+        aspect = u_aspect[k] * (ratio[1] - ratio[0]) + ratio[0]
+        box = _tf_generate_random_crop(W, H, scale[0], scale[1], aspect, u_h[k], u_y[k], u_x[k])
+        # SatisfiesOverlapConstraints with the whole image as the one box.
+        if box is not None and box[2] * box[3] >= 1.0 and box[2] * box[3] / (W * H) >= covered:
+            return box
+    return 0, 0, H, W
+
+
+@pytest.mark.parametrize("height, width", [(32, 32), (24, 40)])
+def test_tf_crop_boxes_match_sample_distorted_bounding_box(height, width):
+    n, attempts = 200, 100
+    u = torch.rand(4, n, attempts, generator=_gen(3), dtype=torch.float64)
+    ours = A.tf_crop_boxes(*u, height=height, width=width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))
+    for i in range(n):
+        ref = _tf_sample_box(width, height, [u[j, i].tolist() for j in range(4)])
+        assert tuple(int(ours[k][i]) for k in ("top", "left", "height", "width")) == ref
+
+
+def test_tf_crop_falls_back_to_the_whole_image_and_covers_a_tenth():
+    # Attempts that all fail (an area range the coverage test refuses) give the whole image.
+    u = torch.rand(4, 8, 100, generator=_gen(4), dtype=torch.float64)
+    boxes = A.tf_crop_boxes(*u, height=32, width=32, scale=(0.01, 0.05), ratio=(3 / 4, 4 / 3))
+    assert (boxes["top"] == 0).all() and (boxes["height"] == 32).all() and (boxes["width"] == 32).all()
+    drawn = A.crop.draw((500, 3, 32, 32), _gen(), torch.device("cpu"), sampler="tf")
+    area = (drawn["height"] * drawn["width"]).double() / 1024
+    assert area.min() >= 0.1 and area.max() <= 1.0
+    assert (drawn["top"] + drawn["height"] <= 32).all() and (drawn["left"] + drawn["width"] <= 32).all()
+
+
+def _tf_resize_bicubic_axis(line, out_size, legacy):
+    """TF's ResizeBicubic along one axis of a 1-D float64 signal (resize_bicubic_op.cc)."""
+    a = -0.75 if legacy else -0.5
+    n = len(line)
+    scale = n / out_size
+    near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # noqa: E731
+    far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # noqa: E731
+    out = np.empty(out_size)
+    for o in range(out_size):
+        loc = o * scale if legacy else (o + 0.5) * scale - 0.5
+        base = int(np.floor(loc))
+        off = _lrint((loc - base) * 1024)
+        w = [far(off / 1024 + 1), near(off / 1024), near((1024 - off) / 1024), far((1024 - off) / 1024 + 1)]
+        idx = [base - 1, base, base + 1, base + 2]
+        bounded = [min(max(i, 0), n - 1) for i in idx]
+        if not legacy:
+            w = [wk if b == i else 0.0 for wk, b, i in zip(w, bounded, idx)]
+            total = sum(w)
+            w = [wk / total for wk in w]
+        out[o] = sum(wk * line[b] for wk, b in zip(w, bounded))
+    return out
+
+
+@pytest.mark.parametrize("resize", ["tf", "tf1"])
+@pytest.mark.parametrize("side, size", [(32, 32), (40, 24)])
+def test_tf_bicubic_resize_matches_tf_resize_bicubic(resize, side, size):
+    x = torch.rand(4, 3, side, side, generator=_gen(5))
+    p = A.crop.draw(x.shape, _gen(6), x.device, sampler="tf")
+    out = A._crop_apply(x, **p, image_size=size, interpolation="bilinear", resize=resize)
+    legacy = resize == "tf1"
+    for i in range(4):
+        t, l, h, w = (int(p[k][i]) for k in ("top", "left", "height", "width"))
+        box = x[i, :, t:t + h, l:l + w].double().numpy()
+        rows = np.stack([[_tf_resize_bicubic_axis(box[c, :, j], size, legacy) for j in range(w)]
+                         for c in range(3)]).transpose(0, 2, 1)  # (3, size, w)
+        ref = np.stack([[_tf_resize_bicubic_axis(rows[c, r], size, legacy) for r in range(size)] for c in range(3)])
+        np.testing.assert_allclose(out[i].double().numpy(), np.clip(ref, 0, 1), atol=TOL, rtol=0)
+
+
+TF_RECIPE = {"loss_reduction": "sum_of_views", "zero_init_residual": True, "head_init": "tf", "crop.sampler": "tf",
+             "crop.resize": "tf1", "color_jitter.ops": "tf", "blur.sigma_per": "batch", "blur.padding": "zero"}
+
+
+def test_the_tf_recipe_options_make_one_config_and_one_pipeline():
+    from trainers.augmentation.pipeline import build_pipeline
+
+    cfg = TrainConfig.from_dict({**TF_RECIPE, "augmentations": "crop,flip,color_jitter,grayscale,blur"})
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    pipeline = build_pipeline(cfg.augmentations, image_size=32, params=cfg.augmentation_params)
+    views = pipeline(torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8), _gen())
+    assert views.shape == (6, 3, 32, 32) and 0.0 <= views.min() and views.max() <= 1.0

@@ -116,14 +116,25 @@ class Augmentation:
 # crop: random resized crop
 # ---------------------------------------------------------------------------------------------
 
+# Who draws the crop's box: torchvision's RandomResizedCrop, or TF's sample_distorted_bounding_box
+# as google-research's crop_and_resize calls it (min_object_covered 0.1, 100 attempts).
+CROP_SAMPLERS = ("torchvision", "tf")
+TF_CROP_ATTEMPTS = 100
+TF_MIN_OBJECT_COVERED = 0.1
+
+
 def _crop_params(shape: Shape, generator: torch.Generator, device: torch.device, *, scale: tuple[float, float],
-                 min_scale: float | None, ratio: tuple[float, float]) -> dict[str, Tensor]:
+                 min_scale: float | None, ratio: tuple[float, float], sampler: str = "torchvision") -> dict[str, Tensor]:
     """Crop boxes (top, left, height, width), int64 of shape (N,), drawn as torchvision's
     RandomResizedCrop.get_params does: ten tries of area and log-aspect, the first box that fits,
-    else a centre crop with the aspect ratio clamped into ``ratio``."""
+    else a centre crop with the aspect ratio clamped into ``ratio``; or, with ``sampler: tf``, as
+    TF's sample_distorted_bounding_box does (``tf_crop_boxes``)."""
     if min_scale is not None:
         scale = (min_scale, 1.0)
     n, _, height, width = shape
+    if sampler == "tf":
+        u = torch.rand(4, n, TF_CROP_ATTEMPTS, generator=generator, device=device, dtype=torch.float64)
+        return tf_crop_boxes(*u, height=height, width=width, scale=scale, ratio=ratio)
     tries = 10
     area = height * width
     target = area * (torch.rand(n, tries, generator=generator, device=device) * (scale[1] - scale[0]) + scale[0])
@@ -153,6 +164,46 @@ def _crop_params(shape: Shape, generator: torch.Generator, device: torch.device,
     top = torch.where(any_fit, (u_top * (height - h + 1)).long().clamp(max=height - h), (height - fh) // 2)
     left = torch.where(any_fit, (u_left * (width - w + 1)).long().clamp(max=width - w), (width - fw) // 2)
     return {"top": top, "left": left, "height": h, "width": w}
+
+
+def tf_crop_boxes(u_aspect: Tensor, u_height: Tensor, u_top: Tensor, u_left: Tensor, *, height: int, width: int,
+                  scale: tuple[float, float], ratio: tuple[float, float]) -> dict[str, Tensor]:
+    """TF's sample_distorted_bounding_box (its GenerateRandomCrop and the coverage test of the whole
+    image as the one box) with its uniforms given, (N, attempts) each in [0, 1): an aspect ratio
+    uniform in ``ratio``, a height rounded from the area range then raised by a uniform integer,
+    the width rounded from it, offsets uniform in [0, side - size) (TF's Uniform(n) is < n); the
+    first attempt whose box lies in the image, has its area in ``scale`` and covers at least 0.1 of
+    the image is kept, else the whole image."""
+    aspect = u_aspect * (ratio[1] - ratio[0]) + ratio[0]
+    image_area = float(height * width)
+    min_area, max_area = scale[0] * image_area, scale[1] * image_area
+    h = torch.round(torch.sqrt(min_area / aspect))  # lrintf: to nearest, ties to even
+    max_h = torch.round(torch.sqrt(max_area / aspect))
+    too_wide = torch.round(max_h * aspect) > width
+    max_h = torch.where(too_wide, torch.floor((width + 0.5 - 1e-7) / aspect), max_h)
+    max_h = torch.where(too_wide & (torch.round(max_h * aspect) > width), max_h - 1, max_h)
+    max_h = max_h.clamp(max=height)
+    h = torch.minimum(h, max_h)
+    h = h + torch.floor(u_height * (max_h - h + 1)).clamp(max=max_h - h)
+    w = torch.round(h * aspect)
+    small = w * h < min_area
+    h = torch.where(small, h + 1, h)
+    w = torch.round(h * aspect)
+    large = w * h > max_area
+    h = torch.where(large, h - 1, h)
+    w = torch.round(h * aspect)
+    area = w * h
+    ok = (area >= min_area) & (area <= max_area) & (w <= width) & (h <= height) & (w > 0) & (h > 0)
+    ok &= (area >= 1.0) & (area / image_area >= TF_MIN_OBJECT_COVERED)
+    top = torch.where(h < height, torch.floor(u_top * (height - h)), torch.zeros_like(h))
+    left = torch.where(w < width, torch.floor(u_left * (width - w)), torch.zeros_like(w))
+    first = ok.int().argmax(dim=1, keepdim=True)  # the first attempt that passed
+    found = ok.any(dim=1)
+
+    def pick(values: Tensor, fallback: int) -> Tensor:
+        return torch.where(found, values.gather(1, first).squeeze(1), float(fallback)).long()
+
+    return {"top": pick(top, 0), "left": pick(left, 0), "height": pick(h, height), "width": pick(w, width)}
 
 
 def _bilinear_filter(x: Tensor) -> Tensor:
@@ -191,19 +242,59 @@ def _resample_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int,
     return weights / weights.sum(dim=-1, keepdim=True)
 
 
+# Whose resize of the box: torch's (antialiased, ``interpolation``), or TF's bicubic (not
+# antialiased; ``interpolation`` then does not apply): tf is TF2's tf.image.resize (half-pixel
+# centres, Keys a = -0.5, taps outside the box dropped and the rest renormalised; google-research
+# SimCLRv2), tf1 TF1's resize_bicubic (corner-aligned x * scale, a = -0.75, edge taps repeated;
+# SimCLRv1 and the ablation fork). Both quantise the tap offset to 1/1024, as TF's table does.
+RESIZES = ("torch", "tf", "tf1")
+_TF_CUBIC_A = {"tf": -0.5, "tf1": -0.75}
+_TF_TABLE_SIZE = 1024
+
+
+def _tf_resample_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int, resize: str) -> Tensor:
+    """Per-sample (N, out_size, in_size) weights of TF's bicubic resize (``resize`` tf or tf1) of
+    the window [start, start + length) of an axis to out_size samples."""
+    a = _TF_CUBIC_A[resize]
+    legacy = resize == "tf1"
+    length = length.to(torch.float64).view(-1, 1)
+    scale = length / out_size
+    out = torch.arange(out_size, device=start.device, dtype=torch.float64).view(1, -1)
+    loc = out * scale if legacy else (out + 0.5) * scale - 0.5
+    base = torch.floor(loc)
+    delta = torch.round((loc - base) * _TF_TABLE_SIZE) / _TF_TABLE_SIZE
+    d = torch.stack([delta + 1.0, delta, 1.0 - delta, 2.0 - delta], dim=-1)  # distances of taps -1..2
+    near = ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
+    far = ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
+    weights = torch.where(d <= 1.0, near, far)
+    taps = base.unsqueeze(-1) + torch.arange(-1.0, 3.0, device=start.device, dtype=torch.float64)
+    last = (length - 1).unsqueeze(-1)
+    if not legacy:
+        weights = weights * ((taps >= 0) & (taps <= last))
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    taps = torch.minimum(taps.clamp(min=0.0), last)
+    index = (taps + start.to(torch.float64).view(-1, 1, 1)).long()
+    matrix = torch.zeros(start.shape[0], out_size, in_size, dtype=torch.float64, device=start.device)
+    return matrix.scatter_add_(2, index, weights).to(torch.float32)
+
+
 def _crop_apply(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor, *,
-                image_size: int, interpolation: str) -> Tensor:
+                image_size: int, interpolation: str, resize: str = "torch") -> Tensor:
     """Resample each box to image_size x image_size: two batched matmuls with per-sample weights."""
     n, c, h, w = x.shape
-    wy = _resample_matrix(top, height, h, image_size, interpolation).to(x.dtype)
-    wx = _resample_matrix(left, width, w, image_size, interpolation).to(x.dtype)
+    if resize == "torch":
+        wy = _resample_matrix(top, height, h, image_size, interpolation).to(x.dtype)
+        wx = _resample_matrix(left, width, w, image_size, interpolation).to(x.dtype)
+    else:
+        wy = _tf_resample_matrix(top, height, h, image_size, resize).to(x.dtype)
+        wx = _tf_resample_matrix(left, width, w, image_size, resize).to(x.dtype)
     # Two plain bmm's, channels folded into the rows: a matmul broadcasting the weights over channels
     # would materialise them C times.
     s = image_size
     cols = torch.bmm(x.reshape(n, c * h, w), wx.transpose(1, 2))                    # (N, C*H, S)
     rows = torch.bmm(wy, cols.view(n, c, h, s).transpose(1, 2).reshape(n, h, c * s))  # (N, S, C*S)
     out = rows.view(n, s, c, s).transpose(1, 2).contiguous()
-    return out.clamp_(0.0, 1.0) if interpolation == "bicubic" else out
+    return out if interpolation == "bilinear" and resize == "torch" else out.clamp_(0.0, 1.0)
 
 
 crop = Augmentation("crop", _crop_params, _crop_apply, {
@@ -213,6 +304,10 @@ crop = Augmentation("crop", _crop_params, _crop_apply, {
     "ratio": Param((3 / 4, 4 / 3), pair(), "aspect ratio range (drawn log-uniform; misfits redrawn)"),
     "interpolation": Param("bilinear", choice(lambda: INTERPOLATIONS), "bilinear or bicubic (antialiased, as v2's)",
                            drawn=False),
+    "resize": Param("torch", choice(lambda: RESIZES), "torch (interpolation, antialiased), or TF2's (tf) or "
+                    "TF1's (tf1) bicubic resize", drawn=False),
+    "sampler": Param("torchvision", choice(lambda: CROP_SAMPLERS), "the box's draw: torchvision's "
+                     "RandomResizedCrop or TF's sample_distorted_bounding_box (ratio drawn uniform)"),
 }, "Random resized crop to image_size x image_size (torchvision RandomResizedCrop semantics).")
 
 
