@@ -50,3 +50,16 @@ def test_supervised_step_is_cross_entropy_of_one_view():
 def test_supervised_on_a_regression_data_set_is_refused():
     with pytest.raises(ConfigError, match=r"^objective: supervised needs a classification data set"):
         fit(TrainConfig.from_dict({**TINY, "dataset": "spirograph", "dataset_size": 64}))
+
+
+def test_a_supervised_checkpoint_exports_its_embeddings(tmp_path):
+    import numpy as np
+
+    from trainers.evaluation.baselines import baseline_metrics, checkpoint_embeddings
+
+    cfg = TrainConfig.from_dict({**TINY, "epochs": 1})
+    saved = tmp_path / "state.pt"
+    fit(cfg, on_epoch=lambda epoch, metrics, save: save(saved))
+    out = checkpoint_embeddings(saved, tmp_path / "emb.npz", sample=20)
+    assert len(np.load(out)["labels"]) == 20
+    assert 0.0 <= baseline_metrics(cfg, ["random_init"])["random_init"]["knn_top1"] <= 1.0

@@ -209,7 +209,8 @@ def make_supervised_step(cfg: TrainConfig, net: torch.nn.Module, optimizer: torc
 
 
 class LabelledBatches:
-    """The labelled training split on the device, in batches of (images, labels) for ``supervised``."""
+    """The labelled training split, held whole on the device (a CIFAR-scale split), in shuffled
+    batches of (images, labels) for ``objective: supervised``."""
 
     def __init__(self, images: Tensor, labels: Tensor, device: torch.device) -> None:
         self.images, self.labels = images.to(device), labels.to(device)
