@@ -83,7 +83,8 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
 
     # Model: f and g; DDP (with global BN if asked) under a process group; compiled if asked.
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, num_classes=data.num_classes).to(device)
+    supervised = cfg.objective == "supervised"
+    model = (build_model(cfg, num_classes=data.num_classes) if supervised else build_model(cfg)).to(device)
     model = model.to(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     if world > 1 and cfg.global_bn:
         model = distributed.convert_global_bn(model, device)
