@@ -10,6 +10,7 @@ from reports.sections.choices import choice_sections, numeric_section, temperatu
 from reports.sections.curves import curves_section
 from reports.sections.failures import failures_section
 from reports.sections.finetune import finetune_section
+from reports.sections.objectives import objective_section
 from reports.sections.overview import leaderboard_section, summary_section
 from reports.sections.search import cost_section, history_section, importance_section, parallel_section
 from reports.study_data import StudyData, load_study
@@ -31,6 +32,7 @@ SECTIONS: tuple[Builder, ...] = (
     pairs_section,
     choice_sections,
     temperature_batch_section,
+    objective_section,
     numeric_section,
     importance_section,
     parallel_section,

@@ -11,8 +11,8 @@ from study_files.vocabulary import SIMCLR_AUGMENTATIONS
 from trainers.augmentation.kernels import AUGMENTATIONS, PAPER_ORDER, Param
 from trainers.checks import ConfigError, boolean, choice, closest, integer, number, shown, string, type_name
 from trainers.data.datasets import DATASETS
-from trainers.losses import LOSSES, SIMILARITIES
-from trainers.model.networks import BACKBONES, HEADS, STEMS, min_image_size
+from trainers.losses import LOSSES, OBJECTIVES, REDUCTIONS, SIMILARITIES
+from trainers.model.networks import BACKBONES, HEAD_INITS, HEADS, STEMS, min_image_size
 from trainers.model.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
 from trainers.training.device import AMP_DTYPES
 
@@ -59,6 +59,10 @@ class TrainConfig:
     projection_hidden_dim: int = 0
     """Hidden width of the nonlinear head (0: the representation's size), used when head_layers >= 2;
     linear and none ignore it."""
+    zero_init_residual: bool = False
+    """Start each residual block's last BN gamma at 0, as TF's ResNet does (the convnet has none)."""
+    head_init: str = "torch"
+    """The head's dense weights: torch (PyTorch's default) or tf (N(0, 0.01), TF SimCLR's)."""
     # optimisation
     epochs: int = 8
     batch_size: int = 256
@@ -70,6 +74,10 @@ class TrainConfig:
     weight_decay: float = 1e-6
     momentum: float = 0.9
     # objective
+    objective: str = "simclr"
+    """simclr (the contrastive loss on two views) or supervised (cross-entropy of a linear classifier
+    on h, in place of the head, on one augmented view of each labelled training image; the same
+    backbone, augmentations and probes; needs a classification data set)."""
     loss: str = "nt_xent"
     """nt_xent, nt_logistic or margin_triplet (``trainers.losses``)."""
     temperature: float = 0.5
@@ -83,6 +91,9 @@ class TrainConfig:
     semi_hard: bool = False
     """Semi-hard negative mining, for nt_logistic and margin_triplet (the paper's "(sh)" rows);
     nt_xent ignores it."""
+    loss_reduction: str = "mean"
+    """mean (over the 2N rows, the paper's) or sum_of_views (google-research's: twice the mean, the
+    scale its LARS learning rate and weight decay were tuned at)."""
     # augmentation
     augmentations: tuple[str, ...] = SIMCLR_AUGMENTATIONS
     augmentation_params: Mapping[str, Any] = field(default_factory=dict)  # "<augmentation>.<parameter>" -> value
@@ -241,6 +252,8 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "head_layers": integer(1, 8),
     "projection_dim": integer(1),
     "projection_hidden_dim": integer(0),
+    "zero_init_residual": boolean,
+    "head_init": choice(lambda: HEAD_INITS),
     "epochs": integer(1),
     "batch_size": integer(2),
     "optimizer": choice(lambda: OPTIMIZERS),
@@ -250,12 +263,14 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "schedule": choice(lambda: SCHEDULES),
     "weight_decay": number(0.0, inclusive=True),
     "momentum": number(0.0, inclusive=True, high=1.0),
+    "objective": choice(lambda: OBJECTIVES),
     "loss": choice(lambda: LOSSES),
     "temperature": number(0.0, inclusive=False),
     "similarity": choice(lambda: SIMILARITIES),
     "hidden_norm": boolean,
     "margin": number(0.0, inclusive=True),
     "semi_hard": boolean,
+    "loss_reduction": choice(lambda: REDUCTIONS),
     "augmentations": _augmentations,
     "augmentation_params": _augmentation_params,
     "seed": integer(0),

@@ -48,12 +48,53 @@ def _mahalanobis(q: Tensor, k: Tensor, q_u: Tensor, k_u: Tensor) -> Tensor:
     return -sq
 
 
+def _squared_distances(q_u: Tensor, k_u: Tensor, precision: Tensor | None = None) -> Tensor:
+    """(q_a - k_b)^T P (q_a - k_b) for every pair, P the identity when ``precision`` is None."""
+    qp = q_u if precision is None else q_u @ precision
+    kp = k_u if precision is None else k_u @ precision
+    return (qp * q_u).sum(1, keepdim=True) + (kp * k_u).sum(1)[None, :] - 2.0 * (qp @ k_u.T)
+
+
+def _batch_precision(rows: Tensor) -> Tensor:
+    # The fork's tfp.stats.covariance: biased, mean-centred; inverted with gradients, no ridge.
+    centred = rows - rows.mean(0, keepdim=True)
+    return torch.linalg.inv(centred.T @ centred / rows.shape[0])
+
+
+def _euclidean_inverse(q: Tensor, k: Tensor, q_u: Tensor, k_u: Tensor) -> Tensor:
+    return 1.0 / (1.0 + _squared_distances(q_u, k_u))
+
+
+def _mahalanobis_inverse(q: Tensor, k: Tensor, q_u: Tensor, k_u: Tensor) -> Tensor:
+    # Rows and columns are [first views; second views]: a block of one view against itself is
+    # whitened by that view's covariance, a cross block by that of both views together.
+    n, total = q_u.shape[0] // 2, k_u.shape[0] // 2
+    q1, q2, k1, k2 = q_u[:n], q_u[n:], k_u[:total], k_u[total:]
+    both = _batch_precision(k_u)
+    sq = torch.cat([
+        torch.cat([_squared_distances(q1, k1, _batch_precision(k1)), _squared_distances(q1, k2, both)], 1),
+        torch.cat([_squared_distances(q2, k1, both), _squared_distances(q2, k2, _batch_precision(k2))], 1),
+    ])
+    return 1.0 / (1.0 + sq)
+
+
 SIMILARITIES: dict[str, SimilarityFn] = {
     "cosine": _cosine,
     "dot": _dot,
     "euclidean": _euclidean,
     "mahalanobis": _mahalanobis,
+    # The ablation fork's forms (jaeeun-n/simclr-ablations, objective_util.py): 1 / (1 + d^2).
+    "euclidean_inverse": _euclidean_inverse,
+    "mahalanobis_inverse": _mahalanobis_inverse,
 }
+
+# What a run trains on: the contrastive loss of two views, or the labels (the paper's supervised
+# baseline of Table 1; the training loop holds its cross-entropy).
+OBJECTIVES = ("simclr", "supervised")
+
+# How the per-row losses become the scalar: the mean over the 2N rows (the paper, lightly), or
+# google-research's sum of the two views' means (twice the mean; what its LARS recipe was tuned on).
+REDUCTIONS: dict[str, float] = {"mean": 1.0, "sum_of_views": 2.0}
 
 
 def pairwise_similarity(
@@ -157,18 +198,24 @@ def contrastive_loss(
     margin: float = 1.0,
     semi_hard: bool = False,
     gather: bool = True,
+    reduction: str = "mean",
 ) -> Tensor:
     """The objective named ``loss`` of the views ``z1``, ``z2`` (N x D each); a scalar.
 
     ``temperature`` is nt_xent's and nt_logistic's (margin_triplet ignores it), ``margin`` is
     margin_triplet's, ``semi_hard`` nt_logistic's and margin_triplet's (nt_xent ignores both); with
-    ``gather`` and an initialised process group, negatives span every rank's rows.
+    ``gather`` and an initialised process group, negatives span every rank's rows. ``reduction``
+    is one of ``REDUCTIONS``.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss: must be one of {', '.join(LOSSES)} (got {loss!r})")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"loss_reduction: must be one of {', '.join(REDUCTIONS)} (got {reduction!r})")
     sim, self_idx, pos_idx = pairwise_similarity(
         z1, z2, similarity=similarity, hidden_norm=hidden_norm, gather=gather)
-    return LOSSES[loss](sim, self_idx, pos_idx, temperature=temperature, margin=margin, semi_hard=semi_hard)
+    per_row_mean = LOSSES[loss](sim, self_idx, pos_idx, temperature=temperature, margin=margin,
+                                semi_hard=semi_hard)
+    return per_row_mean * REDUCTIONS[reduction]
 
 
 def nt_xent(
@@ -185,7 +232,11 @@ def nt_xent(
     ``z1[i]`` and ``z2[i]`` are the two views of image ``i``. ``u = z / ||z||`` row-wise when
     ``hidden_norm`` else ``z``; similarities: ``cosine`` (of z), ``dot`` (u.u), ``euclidean``
     (-||u_a - u_b||^2), ``mahalanobis`` (-(u_a-u_b)^T (S + 1e-3 I)^-1 (u_a-u_b), S the biased
-    covariance of the 2N rows of u, held constant). Under DDP (``gather``) negatives span all ranks.
+    covariance of the 2N rows of u, held constant); the ablation fork's ``euclidean_inverse``
+    (1 / (1 + ||u_a - u_b||^2)) and ``mahalanobis_inverse`` (1 / (1 + (u_a-u_b)^T S^-1 (u_a-u_b)),
+    S the biased covariance of the rows of u of a's view when a and b are of one view, of both views
+    when not, recomputed each call with gradients through it and no ridge: needs more rows per view
+    than D). Under DDP (``gather``) negatives, and the covariances, span all ranks.
     """
     return contrastive_loss(z1, z2, loss="nt_xent", temperature=temperature, similarity=similarity,
                             hidden_norm=hidden_norm, gather=gather)

@@ -183,6 +183,30 @@ def test_color_jitter_orders_are_uniform_over_the_24_permutations():
     assert chisquare(counts.numpy()).pvalue > 1e-3
 
 
+@pytest.mark.parametrize("n", [30, 5])
+def test_color_jitter_matches_torchvision_when_the_batch_is_not_a_multiple_of_4(n):
+    _assert_jitter_matches_torchvision(_images(n))
+
+
+def test_color_jitter_orders_are_uniform_per_sample_at_a_batch_of_30():
+    # Dealing hue's position over 30 samples alone gives positions 0-1 8/30 and 2-3 7/30; each
+    # sample's order must be uniform over the 24 permutations whatever the batch size.
+    from scipy.stats import chisquare
+
+    draws, n = 800, 30
+    gen = _gen(7)
+    orders = torch.stack([A.color_jitter.draw((n, 3, 1, 1), gen, torch.device("cpu"))["order"] for _ in range(draws)])
+    hue_position = (orders == 3).float().argmax(dim=2)  # (draws, n)
+    pooled = torch.bincount(hue_position.flatten(), minlength=4)
+    assert chisquare(pooled.numpy()).pvalue > 1e-3
+    for sample in (0, n - 1):
+        assert chisquare(torch.bincount(hue_position[:, sample], minlength=4).numpy()).pvalue > 1e-3
+    code = (orders.reshape(-1, 4) * torch.tensor([64, 16, 4, 1])).sum(dim=1)
+    counts = torch.unique(code, return_counts=True)[1]
+    assert len(counts) == 24
+    assert chisquare(counts.numpy()).pvalue > 1e-3
+
+
 def test_color_jitter_on_single_channel_images_matches_torchvision():
     _assert_jitter_matches_torchvision(torch.rand(12, 1, 16, 16, generator=_gen(2)))
 

@@ -32,7 +32,8 @@ def test_error_has_field_and_message_attributes():
     with pytest.raises(ConfigError) as info:
         TrainConfig.from_dict({"similarity": "cosin"})
     err = info.value
-    assert (err.field, err.message) == ("similarity", "must be one of cosine, dot, euclidean, mahalanobis (got 'cosin')")
+    assert (err.field, err.message) == ("similarity",
+        "must be one of cosine, dot, euclidean, mahalanobis, euclidean_inverse, mahalanobis_inverse (got 'cosin')")
     assert isinstance(err, ValueError)
 
 

@@ -28,6 +28,10 @@ def _ref_similarity_matrix(z: list[torch.Tensor], similarity: str, hidden_norm: 
                 cov += d @ d.T
             cov /= rows
             precision = torch.linalg.inv(cov + 1e-3 * torch.eye(D, dtype=torch.float64))
+    if similarity == "mahalanobis_inverse":
+        # The batch's covariance with gradients: of view 1's rows, of view 2's, of all rows.
+        precisions = {view: torch.linalg.inv(_ref_covariance(members))
+                      for view, members in (("first", u[:N]), ("second", u[N:]), ("both", u))}
     sim = [[None] * rows for _ in range(rows)]
     for a in range(rows):
         for b in range(rows):
@@ -37,10 +41,21 @@ def _ref_similarity_matrix(z: list[torch.Tensor], similarity: str, hidden_norm: 
                 sim[a][b] = (u[a] * u[b]).sum()
             elif similarity == "euclidean":
                 sim[a][b] = -((u[a] - u[b]) ** 2).sum()
+            elif similarity == "euclidean_inverse":
+                sim[a][b] = 1.0 / (1.0 + ((u[a] - u[b]) ** 2).sum())
+            elif similarity == "mahalanobis_inverse":
+                view = ("first" if a < N else "second") if (a < N) == (b < N) else "both"
+                d = u[a] - u[b]
+                sim[a][b] = 1.0 / (1.0 + d @ precisions[view] @ d)
             else:
                 d = u[a] - u[b]
                 sim[a][b] = -(d @ precision @ d)
     return sim
+
+
+def _ref_covariance(rows: list[torch.Tensor]) -> torch.Tensor:
+    mean = sum(rows) / len(rows)
+    return sum((x - mean)[:, None] @ (x - mean)[None, :] for x in rows) / len(rows)
 
 
 def _rows(z1, z2):
@@ -183,7 +198,8 @@ def test_loss_is_computed_in_float32_for_low_precision_inputs():
 
 def test_unknown_similarity_and_loss_are_refused_with_the_field_named():
     z1, z2 = _views()
-    with pytest.raises(ValueError, match=r"^similarity: must be one of cosine, dot, euclidean, mahalanobis \(got 'cosin'\)$"):
+    with pytest.raises(ValueError, match=r"^similarity: must be one of cosine, dot, euclidean, mahalanobis, "
+                       r"euclidean_inverse, mahalanobis_inverse \(got 'cosin'\)$"):
         nt_xent(z1, z2, temperature=0.5, similarity="cosin")
     with pytest.raises(ValueError, match=r"^loss: must be one of nt_xent, nt_logistic, margin_triplet \(got 'xent'\)$"):
         contrastive_loss(z1, z2, loss="xent")

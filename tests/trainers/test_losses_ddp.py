@@ -1,6 +1,6 @@
 """Semi-hard NT-Logistic under DDP: 2 gloo ranks, each with its own rows, mine their negatives among
 the global batch, so that the mean of the ranks' losses and their summed gradients equal one process
-holding the global batch."""
+holding the global batch. Likewise the fork's similarities, whose covariances span the global batch."""
 
 import pytest
 import torch
@@ -15,6 +15,8 @@ D = 6
 VARIANTS = [
     dict(loss="nt_logistic", semi_hard=True, similarity="cosine", temperature=0.5),
     dict(loss="nt_logistic", semi_hard=True, similarity="dot", temperature=3.0, hidden_norm=False),
+    dict(loss="nt_xent", similarity="euclidean_inverse", temperature=0.5, reduction="sum_of_views"),
+    dict(loss="nt_xent", similarity="mahalanobis_inverse", temperature=0.5),
 ]
 
 

@@ -116,14 +116,25 @@ class Augmentation:
 # crop: random resized crop
 # ---------------------------------------------------------------------------------------------
 
+# Who draws the crop's box: torchvision's RandomResizedCrop, or TF's sample_distorted_bounding_box
+# as google-research's crop_and_resize calls it (min_object_covered 0.1, 100 attempts).
+CROP_SAMPLERS = ("torchvision", "tf")
+TF_CROP_ATTEMPTS = 100
+TF_MIN_OBJECT_COVERED = 0.1
+
+
 def _crop_params(shape: Shape, generator: torch.Generator, device: torch.device, *, scale: tuple[float, float],
-                 min_scale: float | None, ratio: tuple[float, float]) -> dict[str, Tensor]:
+                 min_scale: float | None, ratio: tuple[float, float], sampler: str = "torchvision") -> dict[str, Tensor]:
     """Crop boxes (top, left, height, width), int64 of shape (N,), drawn as torchvision's
     RandomResizedCrop.get_params does: ten tries of area and log-aspect, the first box that fits,
-    else a centre crop with the aspect ratio clamped into ``ratio``."""
+    else a centre crop with the aspect ratio clamped into ``ratio``; or, with ``sampler: tf``, as
+    TF's sample_distorted_bounding_box does (``tf_crop_boxes``)."""
     if min_scale is not None:
         scale = (min_scale, 1.0)
     n, _, height, width = shape
+    if sampler == "tf":
+        u = torch.rand(4, n, TF_CROP_ATTEMPTS, generator=generator, device=device, dtype=torch.float64)
+        return tf_crop_boxes(*u, height=height, width=width, scale=scale, ratio=ratio)
     tries = 10
     area = height * width
     target = area * (torch.rand(n, tries, generator=generator, device=device) * (scale[1] - scale[0]) + scale[0])
@@ -153,6 +164,46 @@ def _crop_params(shape: Shape, generator: torch.Generator, device: torch.device,
     top = torch.where(any_fit, (u_top * (height - h + 1)).long().clamp(max=height - h), (height - fh) // 2)
     left = torch.where(any_fit, (u_left * (width - w + 1)).long().clamp(max=width - w), (width - fw) // 2)
     return {"top": top, "left": left, "height": h, "width": w}
+
+
+def tf_crop_boxes(u_aspect: Tensor, u_height: Tensor, u_top: Tensor, u_left: Tensor, *, height: int, width: int,
+                  scale: tuple[float, float], ratio: tuple[float, float]) -> dict[str, Tensor]:
+    """TF's sample_distorted_bounding_box (its GenerateRandomCrop and the coverage test of the whole
+    image as the one box) with its uniforms given, (N, attempts) each in [0, 1): an aspect ratio
+    uniform in ``ratio``, a height rounded from the area range then raised by a uniform integer,
+    the width rounded from it, offsets uniform in [0, side - size) (TF's Uniform(n) is < n); the
+    first attempt whose box lies in the image, has its area in ``scale`` and covers at least 0.1 of
+    the image is kept, else the whole image."""
+    aspect = u_aspect * (ratio[1] - ratio[0]) + ratio[0]
+    image_area = float(height * width)
+    min_area, max_area = scale[0] * image_area, scale[1] * image_area
+    h = torch.round(torch.sqrt(min_area / aspect))  # lrintf: to nearest, ties to even
+    max_h = torch.round(torch.sqrt(max_area / aspect))
+    too_wide = torch.round(max_h * aspect) > width
+    max_h = torch.where(too_wide, torch.floor((width + 0.5 - 1e-7) / aspect), max_h)
+    max_h = torch.where(too_wide & (torch.round(max_h * aspect) > width), max_h - 1, max_h)
+    max_h = max_h.clamp(max=height)
+    h = torch.minimum(h, max_h)
+    h = h + torch.floor(u_height * (max_h - h + 1)).clamp(max=max_h - h)
+    w = torch.round(h * aspect)
+    small = w * h < min_area
+    h = torch.where(small, h + 1, h)
+    w = torch.round(h * aspect)
+    large = w * h > max_area
+    h = torch.where(large, h - 1, h)
+    w = torch.round(h * aspect)
+    area = w * h
+    ok = (area >= min_area) & (area <= max_area) & (w <= width) & (h <= height) & (w > 0) & (h > 0)
+    ok &= (area >= 1.0) & (area / image_area >= TF_MIN_OBJECT_COVERED)
+    top = torch.where(h < height, torch.floor(u_top * (height - h)), torch.zeros_like(h))
+    left = torch.where(w < width, torch.floor(u_left * (width - w)), torch.zeros_like(w))
+    first = ok.int().argmax(dim=1, keepdim=True)  # the first attempt that passed
+    found = ok.any(dim=1)
+
+    def pick(values: Tensor, fallback: int) -> Tensor:
+        return torch.where(found, values.gather(1, first).squeeze(1), float(fallback)).long()
+
+    return {"top": pick(top, 0), "left": pick(left, 0), "height": pick(h, height), "width": pick(w, width)}
 
 
 def _bilinear_filter(x: Tensor) -> Tensor:
@@ -191,19 +242,59 @@ def _resample_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int,
     return weights / weights.sum(dim=-1, keepdim=True)
 
 
+# Whose resize of the box: torch's (antialiased, ``interpolation``), or TF's bicubic (not
+# antialiased; ``interpolation`` then does not apply): tf is TF2's tf.image.resize (half-pixel
+# centres, Keys a = -0.5, taps outside the box dropped and the rest renormalised; google-research
+# SimCLRv2), tf1 TF1's resize_bicubic (corner-aligned x * scale, a = -0.75, edge taps repeated;
+# SimCLRv1 and the ablation fork). Both quantise the tap offset to 1/1024, as TF's table does.
+RESIZES = ("torch", "tf", "tf1")
+_TF_CUBIC_A = {"tf": -0.5, "tf1": -0.75}
+_TF_TABLE_SIZE = 1024
+
+
+def _tf_resample_matrix(start: Tensor, length: Tensor, in_size: int, out_size: int, resize: str) -> Tensor:
+    """Per-sample (N, out_size, in_size) weights of TF's bicubic resize (``resize`` tf or tf1) of
+    the window [start, start + length) of an axis to out_size samples."""
+    a = _TF_CUBIC_A[resize]
+    legacy = resize == "tf1"
+    length = length.to(torch.float64).view(-1, 1)
+    scale = length / out_size
+    out = torch.arange(out_size, device=start.device, dtype=torch.float64).view(1, -1)
+    loc = out * scale if legacy else (out + 0.5) * scale - 0.5
+    base = torch.floor(loc)
+    delta = torch.round((loc - base) * _TF_TABLE_SIZE) / _TF_TABLE_SIZE
+    d = torch.stack([delta + 1.0, delta, 1.0 - delta, 2.0 - delta], dim=-1)  # distances of taps -1..2
+    near = ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
+    far = ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
+    weights = torch.where(d <= 1.0, near, far)
+    taps = base.unsqueeze(-1) + torch.arange(-1.0, 3.0, device=start.device, dtype=torch.float64)
+    last = (length - 1).unsqueeze(-1)
+    if not legacy:
+        weights = weights * ((taps >= 0) & (taps <= last))
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    taps = torch.minimum(taps.clamp(min=0.0), last)
+    index = (taps + start.to(torch.float64).view(-1, 1, 1)).long()
+    matrix = torch.zeros(start.shape[0], out_size, in_size, dtype=torch.float64, device=start.device)
+    return matrix.scatter_add_(2, index, weights).to(torch.float32)
+
+
 def _crop_apply(x: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor, *,
-                image_size: int, interpolation: str) -> Tensor:
+                image_size: int, interpolation: str, resize: str = "torch") -> Tensor:
     """Resample each box to image_size x image_size: two batched matmuls with per-sample weights."""
     n, c, h, w = x.shape
-    wy = _resample_matrix(top, height, h, image_size, interpolation).to(x.dtype)
-    wx = _resample_matrix(left, width, w, image_size, interpolation).to(x.dtype)
+    if resize == "torch":
+        wy = _resample_matrix(top, height, h, image_size, interpolation).to(x.dtype)
+        wx = _resample_matrix(left, width, w, image_size, interpolation).to(x.dtype)
+    else:
+        wy = _tf_resample_matrix(top, height, h, image_size, resize).to(x.dtype)
+        wx = _tf_resample_matrix(left, width, w, image_size, resize).to(x.dtype)
     # Two plain bmm's, channels folded into the rows: a matmul broadcasting the weights over channels
     # would materialise them C times.
     s = image_size
     cols = torch.bmm(x.reshape(n, c * h, w), wx.transpose(1, 2))                    # (N, C*H, S)
     rows = torch.bmm(wy, cols.view(n, c, h, s).transpose(1, 2).reshape(n, h, c * s))  # (N, S, C*S)
     out = rows.view(n, s, c, s).transpose(1, 2).contiguous()
-    return out.clamp_(0.0, 1.0) if interpolation == "bicubic" else out
+    return out if interpolation == "bilinear" and resize == "torch" else out.clamp_(0.0, 1.0)
 
 
 crop = Augmentation("crop", _crop_params, _crop_apply, {
@@ -213,6 +304,10 @@ crop = Augmentation("crop", _crop_params, _crop_apply, {
     "ratio": Param((3 / 4, 4 / 3), pair(), "aspect ratio range (drawn log-uniform; misfits redrawn)"),
     "interpolation": Param("bilinear", choice(lambda: INTERPOLATIONS), "bilinear or bicubic (antialiased, as v2's)",
                            drawn=False),
+    "resize": Param("torch", choice(lambda: RESIZES), "torch (interpolation, antialiased), or TF2's (tf) or "
+                    "TF1's (tf1) bicubic resize", drawn=False),
+    "sampler": Param("torchvision", choice(lambda: CROP_SAMPLERS), "the box's draw: torchvision's "
+                     "RandomResizedCrop or TF's sample_distorted_bounding_box (ratio drawn uniform)"),
 }, "Random resized crop to image_size x image_size (torchvision RandomResizedCrop semantics).")
 
 
@@ -247,6 +342,9 @@ flip = Augmentation("flip", _flip_params, _flip_apply, {
 # color_jitter
 # ---------------------------------------------------------------------------------------------
 
+# Whose contrast and saturation: torchvision's (toward luma) or TF's (see _blend_toward).
+COLOR_OPS = ("torchvision", "tf")
+
 # Operation indices in the per-sample order; hue is last because it is the one that is not a blend.
 _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = 0, 1, 2, 3
 
@@ -257,10 +355,14 @@ def _color_jitter_params(shape: Shape, generator: torch.Generator, device: torch
     [max(0, 1 - 0.8s), 1 + 0.8s]), the hue shift (uniform in [-0.2s, 0.2s]) and a random order of
     the four operations (SimCLR Appendix A, torchvision ColorJitter ranges).
 
-    Each sample's order is a uniform random permutation. Across the batch the position of hue is
-    dealt like cards (sample ``hue_deal[j]`` has hue at position j % 4), so the samples that take
-    hue at a given position are a fixed-size slice: hue, the costly operation, is then computed once
-    per image instead of at all four positions, with no data-dependent shapes (no device sync).
+    Each sample's order is a uniform random permutation of the four. Hue's position is dealt like
+    cards over the batch padded to a multiple of 4 (sample ``hue_deal[j]`` has hue at position
+    j % 4; entries >= N are padding): each position then holds the same number of slots, so every
+    sample has hue at each position with probability 1/4, and the samples that take hue at a given
+    position are a fixed-size slice: hue, the costly operation, is computed once per image (and
+    per padding slot) instead of at all four positions, with no data-dependent shapes (no device
+    sync). The samples' orders are not independent of each other: each position holds at most
+    ceil(N / 4) hues.
     """
     n = shape[0]
     b = 0.8 * strength
@@ -268,9 +370,10 @@ def _color_jitter_params(shape: Shape, generator: torch.Generator, device: torch
     applied = _bernoulli(n, p, generator, device)
     factors = torch.stack([_uniform(n, max(0.0, 1.0 - b), 1.0 + b, generator, device) for _ in range(3)], dim=1)
     hue = _uniform(n, -h, h, generator, device)
-    hue_deal = torch.randperm(n, generator=generator, device=device)
-    hue_position = torch.empty(n, dtype=torch.long, device=device).scatter_(
-        0, hue_deal, torch.arange(n, device=device) % 4).view(-1, 1)
+    slots = n + (-n) % 4
+    hue_deal = torch.randperm(slots, generator=generator, device=device)
+    hue_position = torch.empty(slots, dtype=torch.long, device=device).scatter_(
+        0, hue_deal, torch.arange(slots, device=device) % 4)[:n].view(-1, 1)
     others = torch.rand(n, 3, generator=generator, device=device).argsort(dim=1)  # blends in random order
     positions = torch.arange(4, device=device).view(1, 4)
     slot = (positions - (positions > hue_position).long()).clamp(max=2)
@@ -302,34 +405,60 @@ def _adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     return maxc.unsqueeze(1) - delta.unsqueeze(1) * ramp
 
 
-def _blend_toward(x: Tensor, op: Tensor, factor: Tensor) -> Tensor:
-    """One of brightness/contrast/saturation per sample, all three being clamp(f x + (1 - f) ref)
-    with ref = 0, the image's mean luma, or the pixel's luma respectively."""
-    gray = _luma(x)
+def _blend_toward(x: Tensor, op: Tensor, factor: Tensor, ops: str = "torchvision") -> Tensor:
+    """One of brightness/contrast/saturation per sample, all three being clamp(f x + (1 - f) ref).
+
+    torchvision: ref = 0, the image's mean luma, or the pixel's luma respectively. tf: contrast's
+    ref is each channel's own mean (tf.image.adjust_contrast); saturation scales HSV's S by f,
+    clipped at 1 (tf.image.adjust_saturation), which with h and v kept is the blend toward the
+    pixel's max channel v at factor min(f, v / (v - min)).
+    """
     op = op.view(-1, 1, 1, 1)
+    factor = factor.view(-1, 1, 1, 1)
+    if ops == "tf":
+        channel_means = x.mean(dim=(2, 3), keepdim=True)
+        v = x.amax(dim=1, keepdim=True)
+        delta = v - x.amin(dim=1, keepdim=True)
+        saturated = torch.minimum(factor, v / torch.where(delta > 0, delta, torch.ones_like(delta)))
+        ref = torch.where(op == _SATURATION, v, channel_means * (op == _CONTRAST))
+        factor = torch.where(op == _SATURATION, saturated, factor)
+        return torch.lerp(ref, x, factor).clamp_(0.0, 1.0)
+    gray = _luma(x)
     mean_or_zero = gray.mean(dim=(1, 2, 3), keepdim=True) * (op == _CONTRAST)
     ref = torch.where(op == _SATURATION, gray, mean_or_zero)
     if x.shape[1] != 3:
         # Saturation leaves a single-channel image unchanged, as torchvision does.
-        factor = torch.where(op.view(-1) == _SATURATION, torch.ones_like(factor), factor)
-    return torch.lerp(ref, x, factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+        factor = torch.where(op == _SATURATION, torch.ones_like(factor), factor)
+    return torch.lerp(ref, x, factor).clamp_(0.0, 1.0)
+
+
+def _pad_rows(t: Tensor, pad: int) -> Tensor:
+    """``t`` with ``pad`` rows of zeros after its own (itself, uncopied, when pad is 0)."""
+    return torch.cat([t, t.new_zeros((pad, *t.shape[1:]))]) if pad else t
 
 
 def _color_jitter_apply(x: Tensor, applied: Tensor, factors: Tensor, hue: Tensor, order: Tensor,
-                        hue_deal: Tensor) -> Tensor:
+                        hue_deal: Tensor, ops: str = "torchvision") -> Tensor:
+    n = x.shape[0]
+    pad = hue_deal.shape[0] - n
+    # Padding slots read a blank image with no shift; what they compute is dropped.
+    hue = _pad_rows(hue, pad)
     out = x
     for position in range(4):
         op = order[:, position]
         blend_factor = factors.gather(1, op.clamp(max=_SATURATION).unsqueeze(1)).squeeze(1)
-        blended = _blend_toward(out, op, blend_factor)
-        rows = hue_deal[position::4]  # the samples whose operation at this position is hue
-        out = blended.index_copy_(0, rows, _adjust_hue(out.index_select(0, rows), hue.index_select(0, rows)))
+        blended = _pad_rows(_blend_toward(out, op, blend_factor, ops), pad)
+        rows = hue_deal[position::4]  # the samples (or padding slots) whose operation here is hue
+        hued = _adjust_hue(_pad_rows(out, pad).index_select(0, rows), hue.index_select(0, rows))
+        out = blended.index_copy_(0, rows, hued)[:n]
     return torch.where(_per_sample(applied), out, x)
 
 
 color_jitter = Augmentation("color_jitter", _color_jitter_params, _color_jitter_apply, {
     "strength": Param(1.0, number(0.0, inclusive=True), "s: brightness/contrast/saturation 0.8s, hue 0.2s"),
     "p": Param(0.8, unit, "probability that colour jitter is applied"),
+    "ops": Param("torchvision", choice(lambda: COLOR_OPS), "torchvision's contrast and saturation, or TF's "
+                 "(per-channel means; HSV saturation)", drawn=False),
 }, "SimCLR colour distortion: brightness, contrast, saturation, hue in a random order per sample, "
    "applied to each image with probability p.")
 
@@ -361,15 +490,27 @@ def blur_kernel_size_for(side: int) -> int:
     return (side // 10) // 2 * 2 + 1
 
 
+# Whom a blur's sigma is drawn for: each image (torchvision) or the whole batch (TF SimCLR's
+# batch_random_blur, which draws one sigma per view's batch).
+BLUR_SIGMA_PER = ("sample", "batch")
+# The blur's border: reflect (torchvision gaussian_blur) or zero (TF's depthwise conv, padding SAME).
+BLUR_PADDINGS = {"reflect": "reflect", "zero": "constant"}
+
+
 def _blur_params(shape: Shape, generator: torch.Generator, device: torch.device, *, p: float,
-                 sigma: tuple[float, float]) -> dict[str, Tensor]:
+                 sigma: tuple[float, float], sigma_per: str) -> dict[str, Tensor]:
     n = shape[0]
-    return {"blurred": _bernoulli(n, p, generator, device), "sigma": _uniform(n, sigma[0], sigma[1], generator, device)}
+    blurred = _bernoulli(n, p, generator, device)
+    if sigma_per == "batch":
+        return {"blurred": blurred, "sigma": _uniform(1, sigma[0], sigma[1], generator, device).expand(n)}
+    return {"blurred": blurred, "sigma": _uniform(n, sigma[0], sigma[1], generator, device)}
 
 
-def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int | None) -> Tensor:
+def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int | None,
+                padding: str = "reflect") -> Tensor:
     """Separable Gaussian blur with a per-sample sigma: grouped convolutions, one group per channel
-    of each image, reflect padding (torchvision gaussian_blur). kernel_size None: 10% of the side."""
+    of each image, ``padding`` at the border (reflect: torchvision gaussian_blur; zero: TF's).
+    kernel_size None: 10% of the side."""
     kernel_size = blur_kernel_size_for(min(x.shape[-2:])) if kernel_size is None else kernel_size
     if kernel_size == 1:
         return x
@@ -379,7 +520,7 @@ def _blur_apply(x: Tensor, blurred: Tensor, sigma: Tensor, *, kernel_size: int |
     kernel = torch.softmax(-0.5 * (taps.view(1, -1) / sigma.view(-1, 1)) ** 2, dim=1)  # (N, k), sums to 1
     kernel = kernel.repeat_interleave(c, dim=0)  # (N*C, k)
     pad = kernel_size // 2
-    flat = F.pad(x.reshape(1, n * c, h, w), (pad, pad, pad, pad), mode="reflect")
+    flat = F.pad(x.reshape(1, n * c, h, w), (pad, pad, pad, pad), mode=BLUR_PADDINGS[padding])
     flat = F.conv2d(flat, kernel.view(n * c, 1, 1, kernel_size), groups=n * c)
     flat = F.conv2d(flat, kernel.view(n * c, 1, kernel_size, 1), groups=n * c)
     return torch.where(_per_sample(blurred), flat.view(n, c, h, w), x)
@@ -389,6 +530,9 @@ blur = Augmentation("blur", _blur_params, _blur_apply, {
     "p": Param(0.5, unit, "probability of a Gaussian blur"),
     "sigma": Param((0.1, 2.0), pair(), "sigma range (uniform)"),
     "kernel_size": Param(None, odd_size, "odd size; None: 10% of the side (SimCLR)", drawn=False),
+    "sigma_per": Param("sample", choice(lambda: BLUR_SIGMA_PER), "sample: a sigma per image; batch: one per "
+                       "batch (TF)"),
+    "padding": Param("reflect", choice(lambda: BLUR_PADDINGS), "reflect (torchvision) or zero (TF)", drawn=False),
 }, "Gaussian blur with sigma uniform in sigma, with probability p; kernel 10% of the side.")
 
 

@@ -33,7 +33,7 @@ def _data(cfg: TrainConfig) -> DataSplits:
 def _random_init(cfg: TrainConfig, data: DataSplits, device: torch.device, probe: dict) -> dict[str, float]:
     """The encoder of trial ``cfg`` with the weights it starts from."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg).to(device)
+    model = build_model(cfg, num_classes=data.num_classes).to(device)
     return encoder_metrics(model.backbone, data, device=device, **probe)
 
 
@@ -68,10 +68,10 @@ def checkpoint_embeddings(checkpoint: str | Path, path: str | Path, *, sample: i
     state = load_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(state["config"])
     target = resolve_device(device or cfg.device)
-    model = build_model(cfg)
+    data = _data(cfg)
+    model = build_model(cfg, num_classes=data.num_classes)  # a supervised run's classifier is in the state
     model.load_state_dict(state["model"])
     model.to(target)
-    data = _data(cfg)
     path = export_embeddings(model, data.test_x, data.test_y, path, sample=sample, seed=cfg.seed, device=target)
     if data.target_names:  # the class names, or the regression targets (the columns of `labels`)
         arrays = dict(np.load(path))

@@ -162,9 +162,48 @@ def min_image_size(backbone: str, stem: str) -> int:
     return _CONVNET_STRIDE if backbone == "convnet" else _STEM_STRIDE[stem]
 
 
-def build_model(cfg) -> SimCLRModel:
-    """The encoder and head a ``TrainConfig`` describes, freshly initialised from the global RNG."""
+def zero_init_residual(backbone: nn.Module) -> None:
+    """TF's ResNet: the last BN of each residual branch starts with gamma 0 (init_zero), so that
+    every block starts as its shortcut; the shortcut's own BN keeps gamma 1."""
+    # Lazy: as in _resnet (torchvision is slow to import).
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    for m in backbone.modules():
+        if isinstance(m, Bottleneck):
+            nn.init.zeros_(m.bn3.weight)
+        elif isinstance(m, BasicBlock):
+            nn.init.zeros_(m.bn2.weight)
+
+
+def _tf_dense_init(head: nn.Module) -> None:
+    # TF SimCLR's linear_layer: tf.layers.dense with random_normal_initializer(stddev=0.01).
+    for m in head.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.01)
+
+
+# How the head's dense layers start: PyTorch's default (Kaiming uniform) or TF SimCLR's N(0, 0.01).
+HEAD_INITS: dict[str, Callable[[nn.Module], None]] = {
+    "torch": lambda head: None,
+    "tf": _tf_dense_init,
+}
+
+
+def build_model(cfg, num_classes: int = 0) -> SimCLRModel:
+    """The encoder and head a ``TrainConfig`` describes, freshly initialised from the global RNG.
+
+    With ``objective: supervised`` the head is a linear classifier of h into ``num_classes`` logits
+    (the projection head's options do not apply; ``head_init`` does).
+    """
     backbone, rep_dim = BACKBONES[cfg.backbone](stem=cfg.stem, width=cfg.width)
-    head = HEADS[cfg.head](rep_dim, hidden_dim=cfg.projection_hidden_dim or rep_dim,
-                           out_dim=cfg.projection_dim, layers=cfg.head_layers)
+    if cfg.objective == "supervised":
+        if num_classes < 1:
+            raise ValueError(f"objective: supervised needs a classification data set (got {num_classes} classes)")
+        head: nn.Module = nn.Linear(rep_dim, num_classes)
+    else:
+        head = HEADS[cfg.head](rep_dim, hidden_dim=cfg.projection_hidden_dim or rep_dim,
+                               out_dim=cfg.projection_dim, layers=cfg.head_layers)
+    if cfg.zero_init_residual:
+        zero_init_residual(backbone)
+    HEAD_INITS[cfg.head_init](head)
     return SimCLRModel(backbone, head, rep_dim)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
@@ -62,17 +63,28 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
 
     # Data: uint8 on the device, shuffled and augmented there in batches.
     data = _load_data(cfg)
-    feeder = DeviceFeeder(data.pretrain, device)
-    steps_per_epoch = feeder.steps_per_epoch(cfg.batch_size)
+    if cfg.objective == "supervised":
+        if data.task != "classification":
+            raise ConfigError("objective", f"supervised needs a classification data set ({cfg.dataset} is "
+                                           f"{data.task}); use simclr")
+        labelled = LabelledBatches(data.train_x, data.train_y, device)
+        batches, steps_per_epoch = labelled.batches, len(data.train_x) // cfg.batch_size
+        images_name = "labelled training"
+    else:
+        feeder = DeviceFeeder(data.pretrain, device)
+        batches, steps_per_epoch = _as_tuples(feeder.batches), feeder.steps_per_epoch(cfg.batch_size)
+        images_name = "pre-training"
     if steps_per_epoch == 0:
-        raise ConfigError("batch_size", f"must be <= the {len(feeder)} pre-training images of "
+        count = len(data.train_x) if cfg.objective == "supervised" else len(data.pretrain)
+        raise ConfigError("batch_size", f"must be <= the {count} {images_name} images of "
                                         f"{cfg.dataset} (got {cfg.batch_size})")
     augment = build_pipeline(cfg.augmentations, image_size=data.image_size, params=cfg.augmentation_params,
                              compile=compiles_augmentation(cfg, device))
 
     # Model: f and g; DDP (with global BN if asked) under a process group; compiled if asked.
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg).to(device)
+    supervised = cfg.objective == "supervised"
+    model = (build_model(cfg, num_classes=data.num_classes) if supervised else build_model(cfg)).to(device)
     model = model.to(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     if world > 1 and cfg.global_bn:
         model = distributed.convert_global_bn(model, device)
@@ -85,7 +97,8 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
     schedule = partial(lr_at, peak_lr=peak_lr, warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
                        total_steps=cfg.epochs * steps_per_epoch, schedule=cfg.schedule)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    step = make_step(cfg, net, optimizer, scaler, augment, device)
+    make = make_supervised_step if cfg.objective == "supervised" else make_step
+    step = make(cfg, net, optimizer, scaler, augment, device)
 
     start_epoch, metrics = 0, {}
     if resume_from is not None:
@@ -104,10 +117,11 @@ def fit(cfg: TrainConfig, on_epoch: EpochHook | None = None,
         model.train()
         t0 = time.perf_counter()
         loss_sum, mean_loss, steps, lr = torch.zeros((), device=device), None, 0, 0.0
-        for i, batch in enumerate(feeder.batches(cfg.batch_size, order_gen)):
+        for i, batch in enumerate(batches(cfg.batch_size, order_gen)):
             lr = schedule((epoch - 1) * steps_per_epoch + i)
             set_lr(optimizer, lr)
-            loss_sum += step(batch[rank * local_batch:(rank + 1) * local_batch], augment_gen).float()
+            mine = [part[rank * local_batch:(rank + 1) * local_batch] for part in batch]
+            loss_sum += step(*mine, augment_gen).float()
             steps += 1
             if steps % CHECK_EVERY == 0 or steps == steps_per_epoch:
                 mean_loss = _global_sum(loss_sum, world) / (world * steps)
@@ -155,7 +169,8 @@ def make_update(cfg: TrainConfig, net: torch.nn.Module, optimizer: torch.optim.O
     """The part of ``make_step`` after the augmentation: ``update(views) -> loss`` on the 2B views
     (first view of every image, then the second): forward, contrastive loss, backward, step."""
     loss_fn = partial(contrastive_loss, loss=cfg.loss, temperature=cfg.temperature, similarity=cfg.similarity,
-                      hidden_norm=cfg.hidden_norm, margin=cfg.margin, semi_hard=cfg.semi_hard)
+                      hidden_norm=cfg.hidden_norm, margin=cfg.margin, semi_hard=cfg.semi_hard,
+                      reduction=cfg.loss_reduction)
     amp_dtype = AMP_DTYPES[cfg.precision]
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
@@ -170,6 +185,47 @@ def make_update(cfg: TrainConfig, net: torch.nn.Module, optimizer: torch.optim.O
         return loss.detach()
 
     return update
+
+
+def make_supervised_step(cfg: TrainConfig, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                         scaler: torch.amp.GradScaler, augment: Callable[[Tensor, torch.Generator], Tensor],
+                         device: torch.device) -> Callable[[Tensor, Tensor, torch.Generator], Tensor]:
+    """``objective: supervised``'s step: ``step(images, labels, generator) -> loss``, the mean
+    cross-entropy of the classifier's logits on one view of each image drawn by ``augment``."""
+    amp_dtype = AMP_DTYPES[cfg.precision]
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+    def step(images: Tensor, labels: Tensor, generator: torch.Generator) -> Tensor:
+        view = augment(images, generator)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            _, logits = net(view.contiguous(memory_format=memory_format))
+        loss = F.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return loss.detach()
+
+    return step
+
+
+class LabelledBatches:
+    """The labelled training split, held whole on the device (a CIFAR-scale split), in shuffled
+    batches of (images, labels) for ``objective: supervised``."""
+
+    def __init__(self, images: Tensor, labels: Tensor, device: torch.device) -> None:
+        self.images, self.labels = images.to(device), labels.to(device)
+
+    def batches(self, batch_size: int, generator: torch.Generator):
+        order = torch.randperm(len(self.images), generator=generator, device=generator.device).to(self.images.device)
+        for step in range(len(self.images) // batch_size):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
+
+
+def _as_tuples(batches: Callable[[int, torch.Generator], Any]) -> Callable[[int, torch.Generator], Any]:
+    # The contrastive step takes images alone: each batch as a one-tuple, as the supervised one's pair.
+    return lambda batch_size, generator: ((images,) for images in batches(batch_size, generator))
 
 
 def compiles_augmentation(cfg: TrainConfig, device: torch.device) -> bool:
