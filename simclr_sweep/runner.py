@@ -29,6 +29,7 @@ from ray.tune.search.optuna import OptunaSearch
 from reports.report import build_report
 from simclr_sweep.analysis import analyse_study
 from simclr_sweep.journal import journal_mirror, journal_path, tune_storage
+from simclr_sweep.loggers import logger_callbacks
 from simclr_sweep.progress import ProgressView
 from simclr_sweep.recording import TableRecorder, _now
 from simclr_sweep.resume import ResumingSearch, next_experiment_name, plan_resume, repair_journal
@@ -215,7 +216,7 @@ def run_experiment(study: Study, study_dir: Location, trainable, search_alg, num
         run_config=tune.RunConfig(
             name=experiment,
             **tune_storage(study_dir),
-            callbacks=[recorder, progress],
+            callbacks=[recorder, progress, *logger_callbacks(study.name, study_dir, study.loggers)],
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=study.max_failures),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from simclr_sweep.loggers import LOGGERS, not_installed
 from study_files.vocabulary import BASELINES, METRICS
 from trainers.checks import (
     ConfigError, described, finite, hint, known_keys, mapping, one_of, read_yaml, text, unknown, whole_number,
@@ -95,6 +96,7 @@ class Study:
     time_budget_s: float | None = None
     baselines: tuple[str, ...] = ()  # evaluated once after the trials, with the trials' probes
     embeddings: int = 0  # test images whose h and g(h) of the best trial are exported (0: none)
+    loggers: tuple[str, ...] = ()  # experiment trackers Tune logs every trial to (simclr_sweep.loggers)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -185,7 +187,7 @@ def parse_study(data: dict[str, Any]) -> Study:
 _TOP_KEYS = (
     "name", "description", "metric", "method", "trials", "seeds", "max_concurrent", "resources",
     "workers_per_trial", "early_stopping", "fixed", "parameters", "sampler_seed", "max_failures",
-    "time_budget", "baselines", "embeddings",
+    "time_budget", "baselines", "embeddings", "loggers",
 )
 
 
@@ -212,6 +214,7 @@ def _settings(data: dict[str, Any]) -> dict[str, Any]:
         time_budget_s=time_budget,
         baselines=_baselines(data.get("baselines")),
         embeddings=_embeddings(data.get("embeddings")),
+        loggers=_loggers(data.get("loggers")),
     )
 
 
@@ -226,6 +229,25 @@ def _baselines(value: Any) -> tuple[str, ...]:
         one_of(BASELINES)(f"baselines[{i}]", name)
     if len(set(value)) != len(value):
         raise ConfigError("baselines", f"names must not repeat (got {', '.join(map(str, value))})")
+    return tuple(value)
+
+
+def _loggers(value: Any) -> tuple[str, ...]:
+    """`loggers: [tensorboard, mlflow, wandb]`: each known, named once, and installed on this machine (the driver logs)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ConfigError("loggers", f"must be a list of {', '.join(LOGGERS)} (got {described(value)})")
+    for i, name in enumerate(value):
+        one_of(LOGGERS)(f"loggers[{i}]", name)
+    if len(set(value)) != len(value):
+        raise ConfigError("loggers", f"names must not repeat (got {', '.join(value)})")
+    for i, name in enumerate(value):
+        problem = not_installed(name)
+        if problem:
+            raise ConfigError(f"loggers[{i}]", problem)
     return tuple(value)
 
 
