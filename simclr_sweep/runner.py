@@ -45,9 +45,9 @@ from study_files.tables import StudyTables
 from study_files.vocabulary import JOURNAL_FILE, STUDY_FILE, TUNE_DIR
 from trainers.checks import ConfigError, parse_yaml
 
-# Set where Ray starts (start_ray), before Ray reads them. Tune's own result loggers (CSV, JSON,
-# TensorBoard) duplicate what our tables hold; the classic reporter at verbose=0 prints nothing, so
-# our progress view is the live output.
+# Set where Ray starts (start_ray), before Ray reads them. Tune's automatic result loggers (CSV, JSON,
+# TensorBoard) duplicate what our tables hold: only the trackers a study's `loggers` names are
+# attached; the classic reporter at verbose=0 prints nothing, so our progress view is the live output.
 RAY_ENVIRONMENT = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "RAY_TRAIN_V2_ENABLED": "1",

@@ -1,9 +1,15 @@
-"""`loggers: [tensorboard, mlflow, wandb]`: one tiny study logs every trial to each tracker, read back
-with the trackers' own readers (W&B offline, no network)."""
+"""The tools researchers open a study with. One tiny study with `loggers: [tensorboard, mlflow, wandb]`
+logs every trial to each tracker, read back with the trackers' own readers (W&B offline, no network),
+and the real optuna-dashboard serves its Optuna journal over HTTP on localhost."""
+import json
 import os
+import re
+import socket
 import struct
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -37,9 +43,12 @@ def logged_study(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in TRACKER_VARIABLES}
     env.update(RAY_ADDRESS="", WANDB_MODE="offline", WANDB_SILENT="true", WANDB_CONFIG_DIR=str(tmp / "wandb-config"),
                WANDB_CACHE_DIR=str(tmp / "wandb-cache"), PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "simclr_sweep", "run", "tiny.yaml", "--storage", "studies",
-                           "--no-dashboard"], capture_output=True, text=True, cwd=tmp, env=env, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "simclr_sweep", "run", "tiny.yaml", "--storage", "studies"],
+                          capture_output=True, text=True, cwd=tmp, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # A local run says where Ray's dashboard is, or, without ray[default], how to get it.
+    assert re.search(r"^ray dashboard: (http://127\.0\.0\.1:\d+|not installed; pip install 'simclr-sweep\[dashboard\]' "
+                     r"\(or run with --no-dashboard\))$", proc.stdout, re.M), proc.stdout
     study_dir = tmp / "studies" / "tiny-loggers"
     epochs = pd.read_parquet(study_dir / "tables" / "epochs")
     assert len(epochs) == 2 and set(epochs["epoch"]) == {1}
@@ -101,8 +110,6 @@ def _wandb_records(path: Path):
 
 
 def test_wandb_offline_keeps_one_run_folder_per_trial_with_its_metrics(logged_study):
-    import json
-
     study_dir, epochs = logged_study
     folders = {p.name.rsplit("-", 1)[1]: p for p in (study_dir / "loggers" / "wandb" / "wandb").glob("offline-run-*")}
     assert set(folders) == set(epochs.index)
@@ -110,3 +117,43 @@ def test_wandb_offline_keeps_one_run_folder_per_trial_with_its_metrics(logged_st
         history = [{item.key or ".".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
                    for record in _wandb_records(folder / f"run-{trial_id}.wandb") if record.HasField("history")]
         assert [h["knn_top1"] for h in history] == pytest.approx([epochs.loc[trial_id, "knn_top1"]])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get_json(url: str, deadline: float):
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return json.loads(response.read())
+        except OSError:  # not listening yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_optuna_dashboard_serves_the_studys_journal(logged_study):
+    study_dir, epochs = logged_study
+    port = _free_port()
+    # As the README says: `optuna-dashboard <study>/optuna.journal`.
+    server = subprocess.Popen([str(Path(sys.executable).with_name("optuna-dashboard")), str(study_dir / "optuna.journal"),
+                               "--host", "127.0.0.1", "--port", str(port), "--quiet"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        (listed,) = _get_json(f"http://127.0.0.1:{port}/api/studies", deadline)["study_summaries"]
+        assert listed["study_name"] == "tiny-loggers" and listed["directions"] == ["maximize"]
+        detail = _get_json(f"http://127.0.0.1:{port}/api/studies/{listed['study_id']}", deadline)
+        values = sorted(trial["values"][0] for trial in detail["trials"] if trial["state"] == "Complete")
+        assert values == pytest.approx(sorted(epochs["knn_top1"]))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
