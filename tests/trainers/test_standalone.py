@@ -162,6 +162,14 @@ def test_pace_times_the_steps_after_the_first_and_each_whole_epoch():
     assert pace.step(2, 2, 5, now=4.5) == (20.0, 1.5 + 1 * 4.0)
 
 
+def test_train_runs_with_lr_1e_3_as_0_001(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "epochs": 1}).replace("lr: 0.05", "lr: 1e-3"))
+    assert "lr: 1e-3" in path.read_text()
+    assert train_main(path, tmp_path / "out", resume=False) == 0
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["config"]["lr"] == 0.001
+
+
 def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
     from trainers.training.standalone import read_config
     path = tmp_path / "c.yaml"
