@@ -218,37 +218,33 @@ def _settings(data: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _baselines(value: Any) -> tuple[str, ...]:
+def _names(field: str, value: Any, options: Iterable[str]) -> tuple[str, ...]:
+    """A list of names from `options`, each once (one name alone, or nothing, also do)."""
     if value is None:
         return ()
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
-        raise ConfigError("baselines", f"must be a list of {', '.join(BASELINES)} (got {described(value)})")
+        raise ConfigError(field, f"must be a list of {', '.join(options)} (got {described(value)})")
     for i, name in enumerate(value):
-        one_of(BASELINES)(f"baselines[{i}]", name)
+        one_of(options)(f"{field}[{i}]", name)
     if len(set(value)) != len(value):
-        raise ConfigError("baselines", f"names must not repeat (got {', '.join(map(str, value))})")
+        raise ConfigError(field, f"names must not repeat (got {', '.join(map(str, value))})")
     return tuple(value)
+
+
+def _baselines(value: Any) -> tuple[str, ...]:
+    return _names("baselines", value, BASELINES)
 
 
 def _loggers(value: Any) -> tuple[str, ...]:
     """`loggers: [tensorboard, mlflow, wandb]`: each known, named once, and installed on this machine (the driver logs)."""
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        raise ConfigError("loggers", f"must be a list of {', '.join(LOGGERS)} (got {described(value)})")
-    for i, name in enumerate(value):
-        one_of(LOGGERS)(f"loggers[{i}]", name)
-    if len(set(value)) != len(value):
-        raise ConfigError("loggers", f"names must not repeat (got {', '.join(value)})")
-    for i, name in enumerate(value):
+    loggers = _names("loggers", value, LOGGERS)
+    for i, name in enumerate(loggers):
         problem = not_installed(name)
         if problem:
             raise ConfigError(f"loggers[{i}]", problem)
-    return tuple(value)
+    return loggers
 
 
 def _embeddings(value: Any) -> int:
