@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -50,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     locations.check_reachable(storage, "--storage")  # a bad bucket or endpoint fails before Ray starts
     print(f"study {study.name}: {study.num_trials} trials, {study.max_concurrent} at a time, "
           f"storage {study_dir_for(study, storage)}", flush=True)
-    return _finished(run_study(study, storage, address=args.address))
+    return _finished(run_study(study, storage, address=args.address, dashboard=args.dashboard))
 
 
 def _study_dir(args: argparse.Namespace):
@@ -65,7 +66,7 @@ def _study_dir(args: argparse.Namespace):
 def cmd_resume(args: argparse.Namespace) -> int:
     from simclr_sweep.runner import resume_study  # Ray and Optuna: not for validate, report or status
 
-    return _finished(resume_study(_study_dir(args), address=args.address))
+    return _finished(resume_study(_study_dir(args), address=args.address, dashboard=args.dashboard))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -136,8 +137,22 @@ def _trial_choice(parser: argparse.ArgumentParser) -> None:
     choice.add_argument("--config", help="a config_id: that configuration's best-scoring trial")
 
 
+def version() -> str:
+    """The installed distribution's version (its metadata), as `--version` prints it."""
+    try:
+        return importlib.metadata.version("simclr-sweep")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+def _dashboard_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--no-dashboard", dest="dashboard", action="store_false",
+                         help="start a local Ray without its dashboard, and print no dashboard address")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="simclr-sweep", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a study declared in a YAML file")
@@ -145,11 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     run.add_argument("--storage", default="studies", help="folder (or s3:// URI) for study directories (default: ./studies)")
     run.add_argument("--name", help="study name (default: the file's name:)")
+    _dashboard_flag(run)
     run.set_defaults(func=cmd_run)
 
     resume = sub.add_parser("resume", help="continue an interrupted study")
     resume.add_argument("study_dir", metavar="STUDY_DIR", help="the study's folder, or its URI (s3://bucket/prefix/NAME)")
     resume.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    _dashboard_flag(resume)
     resume.set_defaults(func=cmd_resume)
 
     status = sub.add_parser("status", help="trials by status, best so far, what is running")

@@ -22,6 +22,7 @@ import yaml
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from ray import tune
+from ray._private.utils import get_dashboard_dependency_error
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 from ray.tune.search import Repeater
 from ray.tune.search.optuna import OptunaSearch
@@ -29,6 +30,7 @@ from ray.tune.search.optuna import OptunaSearch
 from reports.report import build_report
 from simclr_sweep.analysis import analyse_study
 from simclr_sweep.journal import journal_mirror, journal_path, tune_storage
+from simclr_sweep.loggers import logger_callbacks
 from simclr_sweep.progress import ProgressView
 from simclr_sweep.recording import TableRecorder, _now
 from simclr_sweep.resume import ResumingSearch, next_experiment_name, plan_resume, repair_journal
@@ -43,9 +45,9 @@ from study_files.tables import StudyTables
 from study_files.vocabulary import JOURNAL_FILE, STUDY_FILE, TUNE_DIR
 from trainers.checks import ConfigError, parse_yaml
 
-# Set where Ray starts (start_ray), before Ray reads them. Tune's own result loggers (CSV, JSON,
-# TensorBoard) duplicate what our tables hold; the classic reporter at verbose=0 prints nothing, so
-# our progress view is the live output.
+# Set where Ray starts (start_ray), before Ray reads them. Tune's automatic result loggers (CSV, JSON,
+# TensorBoard) duplicate what our tables hold: only the trackers a study's `loggers` names are
+# attached; the classic reporter at verbose=0 prints nothing, so our progress view is the live output.
 RAY_ENVIRONMENT = {
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
     "RAY_TRAIN_V2_ENABLED": "1",
@@ -97,9 +99,9 @@ def prepare_study_dir(study: Study, storage: Location) -> Location:
 
 
 @contextmanager
-def ray_session(address: str | None) -> Iterator[None]:
+def ray_session(address: str | None, dashboard: bool = True, stream: TextIO | None = None) -> Iterator[None]:
     """Join the cluster at `address` (or RAY_ADDRESS), or start Ray on this machine; shut down what was started."""
-    started = start_ray(address)
+    started = start_ray(address, dashboard, stream)
     try:
         yield
     finally:
@@ -107,8 +109,9 @@ def ray_session(address: str | None) -> Iterator[None]:
             ray.shutdown()
 
 
-def start_ray(address: str | None) -> bool:
-    """Join the cluster at `address` (or RAY_ADDRESS); with neither, start Ray on this machine.
+def start_ray(address: str | None, dashboard: bool = True, stream: TextIO | None = None) -> bool:
+    """Join the cluster at `address` (or RAY_ADDRESS); with neither, start Ray on this machine, with
+    its dashboard when `dashboard` and ray[default] is installed. Prints the dashboard's address.
 
     Returns whether this call connected (and so should shut Ray down at the end).
     """
@@ -121,11 +124,25 @@ def start_ray(address: str | None) -> bool:
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     address = address or os.environ.get("RAY_ADDRESS") or None
     common = dict(logging_level=logging.WARNING, log_to_driver=False)
+    missing = None
     if address:
-        ray.init(address=address, **common)
+        context = ray.init(address=address, **common)
     else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **common)
+        # Ray's own check: the dashboard needs ray[default] (aiohttp, grpcio, ...), which ray[tune] lacks.
+        missing = dashboard and get_dashboard_dependency_error()
+        context = ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=bool(dashboard and not missing), **common)
+    if dashboard:
+        print(dashboard_line(context.dashboard_url, missing), file=stream or sys.stdout, flush=True)
     return True
+
+
+def dashboard_line(url: str | None, missing: Any) -> str:
+    """What a run says of the Ray dashboard: its address, or how to get one."""
+    if url:
+        return f"ray dashboard: {url if '://' in url else 'http://' + url}"
+    if missing:
+        return "ray dashboard: not installed; pip install 'simclr-sweep[dashboard]' (or run with --no-dashboard)"
+    return "ray dashboard: none on this cluster"
 
 
 def make_scheduler(study: Study):
@@ -215,7 +232,7 @@ def run_experiment(study: Study, study_dir: Location, trainable, search_alg, num
         run_config=tune.RunConfig(
             name=experiment,
             **tune_storage(study_dir),
-            callbacks=[recorder, progress],
+            callbacks=[recorder, progress, *logger_callbacks(study.name, study_dir, study.loggers)],
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
@@ -234,11 +251,12 @@ def finish(study_dir: Location, recorder: TableRecorder | None) -> StudyOutcome:
     return StudyOutcome(study_dir=study_dir, report=build_report(study_dir), counts=counts)
 
 
-def run_study(study: Study, storage: Location, address: str | None = None, stream: TextIO | None = None) -> StudyOutcome:
-    """Run a validated study to the end and write its report."""
+def run_study(study: Study, storage: Location, address: str | None = None, stream: TextIO | None = None,
+              dashboard: bool = True) -> StudyOutcome:
+    """Run a validated study to the end and write its report (`dashboard`: Ray's, on a local Ray)."""
     study = with_absolute_data_root(study)
     study_dir = prepare_study_dir(study, storage)
-    with ray_session(address):
+    with ray_session(address, dashboard, stream):
         recorder = run_trials(study, study_dir, study_trainable(study, study_dir), stream)
     return finish(study_dir, recorder)
 
@@ -260,7 +278,8 @@ def load_study_dir(study_dir: Location) -> Study:
     return load_study_in_child(study_dir / STUDY_FILE)
 
 
-def resume_study(study_dir: Location, address: str | None = None, stream: TextIO | None = None) -> StudyOutcome:
+def resume_study(study_dir: Location, address: str | None = None, stream: TextIO | None = None,
+                 dashboard: bool = True) -> StudyOutcome:
     """Continue an interrupted study from its tables and Optuna journal (see `simclr_sweep.resume`)."""
     study_dir = locations.as_location(study_dir)
     if isinstance(study_dir, Path):
@@ -287,7 +306,7 @@ def resume_study(study_dir: Location, address: str | None = None, stream: TextIO
     budget_left = _budget_left(study, study_dir, plan, out)
     if plan.num_samples == 0:
         return finish(study_dir, TableRecorder(study, study_dir, trial_setup(study, study_dir)).loaded())
-    with ray_session(address):
+    with ray_session(address, dashboard, stream):
         search = ResumingSearch(make_search(study, journal), study, plan, optuna_study)
         recorder = run_experiment(study, study_dir, study_trainable(study, study_dir), search, plan.num_samples,
                                   next_experiment_name(study_dir), stream, time_budget_s=budget_left)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from simclr_sweep.loggers import LOGGERS, not_installed
 from study_files.vocabulary import BASELINES, METRICS
 from trainers.checks import (
     ConfigError, described, finite, hint, known_keys, mapping, one_of, read_yaml, text, unknown, whole_number,
@@ -117,6 +118,7 @@ class Study:
     baselines: tuple[str, ...] = ()  # evaluated once after the trials, with the trials' probes
     embeddings: int = 0  # test images whose h and g(h) of the best trial are exported (0: none)
     finetune: Finetune | None = None  # fine-tuning of the best trial's encoder after the trials
+    loggers: tuple[str, ...] = ()  # experiment trackers Tune logs every trial to (simclr_sweep.loggers)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -207,7 +209,7 @@ def parse_study(data: dict[str, Any]) -> Study:
 _TOP_KEYS = (
     "name", "description", "metric", "method", "trials", "seeds", "max_concurrent", "resources",
     "workers_per_trial", "early_stopping", "fixed", "parameters", "sampler_seed", "max_failures",
-    "time_budget", "baselines", "embeddings", "finetune",
+    "time_budget", "baselines", "embeddings", "finetune", "loggers",
 )
 
 
@@ -235,21 +237,37 @@ def _settings(data: dict[str, Any]) -> dict[str, Any]:
         baselines=_baselines(data.get("baselines")),
         embeddings=_embeddings(data.get("embeddings")),
         finetune=_finetune(data.get("finetune")),
+        loggers=_loggers(data.get("loggers")),
     )
 
 
-def _baselines(value: Any) -> tuple[str, ...]:
+def _names(field: str, value: Any, options: Iterable[str]) -> tuple[str, ...]:
+    """A list of names from `options`, each once (one name alone, or nothing, also do)."""
     if value is None:
         return ()
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
-        raise ConfigError("baselines", f"must be a list of {', '.join(BASELINES)} (got {described(value)})")
+        raise ConfigError(field, f"must be a list of {', '.join(options)} (got {described(value)})")
     for i, name in enumerate(value):
-        one_of(BASELINES)(f"baselines[{i}]", name)
+        one_of(options)(f"{field}[{i}]", name)
     if len(set(value)) != len(value):
-        raise ConfigError("baselines", f"names must not repeat (got {', '.join(map(str, value))})")
+        raise ConfigError(field, f"names must not repeat (got {', '.join(map(str, value))})")
     return tuple(value)
+
+
+def _baselines(value: Any) -> tuple[str, ...]:
+    return _names("baselines", value, BASELINES)
+
+
+def _loggers(value: Any) -> tuple[str, ...]:
+    """`loggers: [tensorboard, mlflow, wandb]`: each known, named once, and installed on this machine (the driver logs)."""
+    loggers = _names("loggers", value, LOGGERS)
+    for i, name in enumerate(loggers):
+        problem = not_installed(name)
+        if problem:
+            raise ConfigError(f"loggers[{i}]", problem)
+    return loggers
 
 
 def _embeddings(value: Any) -> int:

@@ -102,6 +102,14 @@ CASES = {
         lambda: _study(baselines=["random_init", "pcaa"]),
         "baselines[1]: must be one of random_init, pca (got string 'pcaa'); did you mean 'pca'?",
     ),
+    "unknown logger": (
+        lambda: _study(loggers=["tensorbord"]),
+        "loggers[0]: must be one of tensorboard, mlflow, wandb (got string 'tensorbord'); did you mean 'tensorboard'?",
+    ),
+    "repeated logger": (
+        lambda: _study(loggers=["wandb", "wandb"]),
+        "loggers: names must not repeat (got wandb, wandb)",
+    ),
     "too few embeddings for a t-SNE": (
         lambda: _study(embeddings=5),
         "embeddings: must be 0 (none) or at least 10 test images for a t-SNE (got 5)",
@@ -217,3 +225,61 @@ def test_baselines_and_embeddings_are_one_line_each():
     assert study.baselines == ("random_init", "pca") and study.embeddings == 500
     plain = parse_study({k: v for k, v in _study().items() if k not in ("baselines", "embeddings")})
     assert plain.baselines == () and plain.embeddings == 0
+
+
+def test_a_logger_whose_extra_is_missing_is_refused_with_the_pip_command(tmp_path, capsys, monkeypatch):
+    from dataclasses import replace
+
+    from simclr_sweep.loggers import LOGGERS
+
+    monkeypatch.setitem(LOGGERS, "mlflow", replace(LOGGERS["mlflow"], module="simclr_sweep_no_such_module"))
+    code, out, err = _validate(capsys, _write(tmp_path, _study(loggers=["tensorboard", "mlflow"])))
+    assert code == 2 and out == ""
+    assert err == "error: loggers[1]: mlflow is not installed; pip install 'simclr-sweep[mlflow]'\n"
+
+
+def test_loggers_are_kept_in_the_order_declared():
+    from simclr_sweep.study import parse_study
+
+    assert parse_study(_study(loggers=["wandb", "tensorboard"])).loggers == ("wandb", "tensorboard")
+    assert parse_study(_study(loggers="mlflow")).loggers == ("mlflow",)
+    assert parse_study(_study()).loggers == ()
+
+
+def _with_yaml_12_numbers(tmp_path: Path) -> Path:
+    """The quickstart with numbers written as YAML 1.2 reads them (YAML 1.1 reads `1e-3` as a string)."""
+    text = QUICKSTART.read_text().replace("  lr: 0.002\n", "  lr: 1e-3\n  weight_decay: 5E-4\n")
+    text = text.replace("  temperature: {distribution: log_uniform, min: 0.1, max: 1.0}",
+                        "  temperature: {values: [.5, 1e-1]}")
+    return _write(tmp_path, text + "time_budget: 1.0e3\n")
+
+
+def test_numbers_as_yaml_1_2_reads_them_are_numbers_at_validate(tmp_path, capsys):
+    from simclr_sweep.study import load_study
+
+    path = _with_yaml_12_numbers(tmp_path)
+    assert "lr: 1e-3" in path.read_text()
+    code, out, err = _validate(capsys, path)
+    assert (code, err) == (0, ""), err
+    study = load_study(path)
+    assert study.fixed["lr"] == 0.001 and study.fixed["weight_decay"] == 0.0005
+    assert study.parameters["temperature"].values == (0.5, 0.1)
+    assert study.time_budget_s == 1000.0
+
+
+def test_a_frozen_study_yaml_with_1e_3_reads_as_0_001_on_resume(tmp_path):
+    from simclr_sweep.runner import load_study_dir
+
+    study_dir = tmp_path / "quickstart"
+    study_dir.mkdir()
+    _with_yaml_12_numbers(tmp_path).rename(study_dir / "study.yaml")
+    assert load_study_dir(study_dir).fixed["lr"] == 0.001  # the child process reads it through read_yaml
+
+
+def test_a_train_config_from_a_yaml_file_reads_1e_3_as_0_001(tmp_path):
+    from trainers import TrainConfig
+    from trainers.checks import read_yaml
+
+    path = _write(tmp_path, "dataset: shapes\nlr: 1e-3\nweight_decay: 5E-4\n", name="train.yaml")
+    cfg = TrainConfig.from_dict(read_yaml(path))
+    assert cfg.lr == 0.001 and cfg.weight_decay == 0.0005

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from trainers.training.standalone import CLEAR_LINE, progress_bar, train_main
+from trainers.training.standalone import CLEAR_LINE, Pace, progress_bar, train_main
 from trainers.training.state import load_checkpoint
 
 TINY = dict(dataset_size=48, batch_size=16, epochs=3, projection_dim=8, projection_hidden_dim=16, knn_k=5,
@@ -142,7 +143,31 @@ def test_on_a_terminal_a_live_bar_of_the_steps_is_replaced_by_each_epochs_line(t
         assert drawn[0] == progress_bar(epoch, 2, 1, 3, None) == f"epoch {epoch}/2 [" + "#" * 10 + "." * 20 + "] 1/3  loss -"
         assert drawn[-1].startswith(f"epoch {epoch}/2 [" + "#" * 30 + "] 3/3  loss ") and "loss -" not in drawn[-1]
         assert epoch_line.split("  ")[1] == drawn[-1].split("  ")[1]  # the same loss
+        assert re.search(r"  \d+ img/s  \d+:\d\d left$", drawn[-1]), drawn[-1]  # timed from step 2 on
     assert len(lines) == 4
+
+
+def test_the_live_bar_shows_the_rate_and_the_time_left():
+    assert progress_bar(2, 8, 60, 195, 5.27, 1234.4, 222.0) == \
+        "epoch 2/8 [#########.....................]  60/195  loss 5.2700  1234 img/s  3:42 left"
+    assert progress_bar(1, 8, 10, 195, None, 80.0, 3 * 3600 + 62).endswith("  80 img/s  3:01:02 left")
+
+
+def test_pace_times_the_steps_after_the_first_and_each_whole_epoch():
+    pace = Pace(epochs=3, batch_size=10)
+    assert pace.step(1, 1, 5, now=0.0) == (None, None)  # warm-up: not timed
+    # 2 steps a second: 20 images/s; 2 steps of this epoch and 2 epochs of 5 steps left.
+    assert pace.step(1, 3, 5, now=1.0) == (20.0, 1.0 + 2 * 2.5)
+    pace.step(2, 1, 5, now=4.0)  # the first epoch took 4 s, its evaluation included
+    assert pace.step(2, 2, 5, now=4.5) == (20.0, 1.5 + 1 * 4.0)
+
+
+def test_train_runs_with_lr_1e_3_as_0_001(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "epochs": 1}).replace("lr: 0.05", "lr: 1e-3"))
+    assert "lr: 1e-3" in path.read_text()
+    assert train_main(path, tmp_path / "out", resume=False) == 0
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["config"]["lr"] == 0.001
 
 
 def test_exponent_floats_without_a_dot_are_numbers(tmp_path):

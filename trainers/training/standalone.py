@@ -56,12 +56,15 @@ def train_main(config_path: Path, out_dir: Path, resume: bool) -> int:
 
         live = rank == 0 and sys.stdout.isatty()
         drawn_at = [-math.inf]
+        pace = Pace(cfg.epochs, cfg.batch_size)
 
         def on_step(epoch: int, step: int, steps: int, loss: float | None) -> None:
             now = time.monotonic()
+            images_per_s, seconds_left = pace.step(epoch, step, steps, now)
             if step in (1, steps) or now - drawn_at[0] >= BAR_REDRAW_S:
                 drawn_at[0] = now
-                print(CLEAR_LINE + progress_bar(epoch, cfg.epochs, step, steps, loss), end="", flush=True)
+                print(CLEAR_LINE + progress_bar(epoch, cfg.epochs, step, steps, loss, images_per_s, seconds_left),
+                      end="", flush=True)
 
         def on_epoch(epoch: int, metrics: dict[str, float], save) -> None:
             save(checkpoint)
@@ -109,12 +112,46 @@ def progress_line(epoch: int, epochs: int, metrics: dict[str, float]) -> str:
     return "  ".join(parts)
 
 
-def progress_bar(epoch: int, epochs: int, step: int, steps: int, loss: float | None) -> str:
-    """The live line on a terminal: ``epoch 3/8 [#########.....] 120/195  loss 5.2710``; the loss
-    is the last one the trainer read back (``-`` before the epoch's first check)."""
+def progress_bar(epoch: int, epochs: int, step: int, steps: int, loss: float | None,
+                 images_per_s: float | None = None, seconds_left: float | None = None) -> str:
+    """The live line on a terminal: ``epoch 3/8 [#########.....] 120/195  loss 5.2710  1234 img/s  3:42 left``;
+    the loss is the last one the trainer read back (``-`` before the epoch's first check); the rate
+    and the time left (to the last epoch's end) are shown once `Pace` has timed a step."""
     done = BAR_WIDTH * step // steps
     shown = "-" if loss is None else f"{loss:.4f}"
-    return f"epoch {epoch}/{epochs} [{'#' * done}{'.' * (BAR_WIDTH - done)}] {step:>{len(str(steps))}}/{steps}  loss {shown}"
+    line = f"epoch {epoch}/{epochs} [{'#' * done}{'.' * (BAR_WIDTH - done)}] {step:>{len(str(steps))}}/{steps}  loss {shown}"
+    if images_per_s is not None:
+        line += f"  {images_per_s:.0f} img/s"
+    if seconds_left is not None:
+        line += f"  {clock(seconds_left)} left"
+    return line
+
+
+def clock(seconds: float) -> str:
+    """``3:42``, or ``1:03:42`` past an hour."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Pace:
+    """Images a second and seconds left, from rank 0's clock at each step (the batch is the global one)."""
+
+    def __init__(self, epochs: int, batch_size: int):
+        self.epochs, self.batch_size = epochs, batch_size
+        self.began: float | None = None  # when the current epoch's first step ended
+        self.epoch_s: float | None = None  # the last whole epoch, its evaluation included
+
+    def step(self, epoch: int, step: int, steps: int, now: float) -> tuple[float | None, float | None]:
+        """``(images_per_s, seconds_left)`` after `step` of `steps` in `epoch`; None until a step is timed."""
+        if step == 1:  # the first step (warm-up, compilation) is not timed
+            if self.began is not None:
+                self.epoch_s = now - self.began
+            self.began = now
+            return None, None
+        steps_per_s = (step - 1) / max(now - self.began, 1e-9)
+        later_epochs = (self.epochs - epoch) * (self.epoch_s or steps / steps_per_s)
+        return steps_per_s * self.batch_size, (steps - step) / steps_per_s + later_epochs
 
 
 def _device_type(device: str) -> str:
