@@ -152,10 +152,11 @@ def start_ray(address: str | None) -> bool:
                       "to run it on that cluster instead, pass --address auto", file=sys.stderr, flush=True)
             # "local": a new private Ray even where Ray's current-cluster file names another one.
             ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **common)
-    except (ConnectionError, ValueError, RuntimeError, TimeoutError) as err:
+    except Exception as err:  # Ray raises many kinds for a cluster it cannot start or reach  # noqa: BLE001
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         where = f"--address {address}" if address else "Ray"
-        what = "check the address, or leave --address out to start a private Ray" if address else "check `ray status`"
+        what = ("check the address, or leave --address out to start a private Ray" if address
+                else "check that Ray can start here (`ray start --head` says why not)")
         raise EnvironmentFault(where, f"cannot start or join a Ray cluster ({first}); {what}") from None
     return True
 
@@ -192,8 +193,14 @@ def open_journal(study_dir: Location) -> JournalStorage:
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = journal_path(study_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    except ValueError as err:  # a line that is not JSON: replaying the log stops there
+        raise EnvironmentFault(str(path), f"damaged ({str(err).splitlines()[0]}); restore it from a copy, or move "
+                                          "it aside to resume from the tables alone") from None
+    except OSError as err:
+        raise os_problem(path, err) from None
 
 
 def open_optuna_study(study: Study, journal: JournalStorage) -> optuna.Study:

@@ -75,7 +75,15 @@ def declaration_text(study_dir: Location, what: str = "STUDY_DIR") -> str:
 
 def read_declaration(study_dir: Location, what: str = "STUDY_DIR") -> Declaration:
     """A study's frozen declaration; `not_a_study` when the folder has none."""
-    return Declaration.parse(declaration_text(study_dir, what))
+    text = declaration_text(study_dir, what)
+    try:
+        return Declaration.parse(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise StudyFilesError(str(StudyFiles(study_dir).location(STUDY_FILE)),
+                              f"damaged: not valid YAML{at}; restore the study's declaration from the file "
+                              "it was run with (its name: must be the folder's)") from None
 
 
 def study_name(study_dir: Location, declaration: Declaration) -> str:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from study_files.errors import StudyFilesError, storage_problem
+from study_files.errors import EnvironmentFault, StudyFilesError, storage_problem
 from study_files.locations import Location, as_location
 
 LEASE_SECONDS = 60.0  # an S3 lease not renewed for this long is its dead holder's; a heartbeat renews it 4 times as often
@@ -57,8 +57,8 @@ def describe_holder(text: str) -> str:
         return "a driver that has not written its name yet"
 
 
-def refusal(study_dir: object, holder: str) -> StudyFilesError:
-    return StudyFilesError(str(study_dir), f"another driver runs this study ({holder}); wait for it to end, "
+def refusal(study_dir: object, holder: str) -> EnvironmentFault:
+    return EnvironmentFault(str(study_dir), f"another driver runs this study ({holder}); wait for it to end, "
                                            "or stop it (its Ctrl-C leaves the study resumable)")
 
 

@@ -21,7 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from study_files import atomic
-from study_files.errors import StudyFilesError, storage_problem
+from study_files.errors import EnvironmentFault, StudyFilesError, damaged_table, storage_problem
 
 Location = Path | str
 
@@ -265,4 +265,8 @@ class StudyFiles:
     def read_table(self, rel: str, schema: pa.Schema | None = None) -> pa.Table:
         """A Parquet file read through one open: a writer renaming a new version into place meanwhile
         cannot mix the old footer with the new pages (parquet readers may open a path more than once)."""
-        return pq.read_table(pa.BufferReader(self.read_bytes(rel)), schema=schema)
+        data = self.read_bytes(rel)
+        try:
+            return pq.read_table(pa.BufferReader(data), schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:  # truncated, emptied, or not Parquet
+            raise EnvironmentFault(str(self.location(rel)), damaged_table(err)) from None
