@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -156,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         where = getattr(args, "study_location", None) or (args.study_dir if args.command == "resume" else None)
         resumable = where is not None and (not isinstance(where, Path) or (where / "study.yaml").is_file())
         hint = f"; continue with `simclr-sweep resume {where}`" if resumable else ""
+        signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))  # another Ctrl-C during cleanup: at once
         print(f"\ninterrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as err:  # the machine refused a file the layers below did not name

@@ -382,6 +382,9 @@ def _resume_held(study: Study, study_dir: Location, address: str | None, stream:
     print(f"resuming {study.name}: {len(plan.continued)} trials to continue, {plan.new_trials} new "
           f"({plan.told} results told to Optuna from the tables)",
           file=out, flush=True)
+    if plan.rebuilt:
+        print(f"{JOURNAL_FILE}: lacked {plan.rebuilt} configurations the tables hold; told Optuna each once from "
+              "the tables (parameters, value, grid point)", file=out, flush=True)
     budget_left = _budget_left(study, study_dir, plan, out)
     if plan.num_samples == 0:
         return finish(study_dir, TableRecorder(study, study_dir, trial_setup(study, study_dir)).loaded(),

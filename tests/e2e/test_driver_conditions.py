@@ -28,11 +28,11 @@ GRID = {
     "max_concurrent": 1,
     "resources": {"cpu": 1},
     "early_stopping": {"type": "none"},
-    "fixed": {"dataset": "shapes", "dataset_size": 128, "backbone": "convnet", "epochs": 2,
+    "fixed": {"dataset": "shapes", "dataset_size": 256, "backbone": "convnet", "epochs": 3,
               "batch_size": 64, "optimizer": "adam", "lr": 0.002, "eval_every": 1},
     "parameters": {"temperature": {"values": [0.2, 0.5, 0.7]}},
 }
-ONE = {**GRID, "name": "one", "fixed": {**GRID["fixed"], "epochs": 1}, "parameters": {"temperature": {"values": [0.5]}}}
+ONE = {**GRID, "name": "one", "fixed": {**GRID["fixed"], "dataset_size": 128, "epochs": 1}, "parameters": {"temperature": {"values": [0.5]}}}
 TERMINAL = {"completed", "early_stopped", "diverged", "failed"}
 
 
@@ -98,9 +98,15 @@ def held_study(tmp_path_factory):
     run = _popen("run", space, "--storage", tmp / "studies", cwd=tmp)
     try:
         _wait_for(run, lambda: (_trials(study_dir)["status"] == "running").any(), "a running trial")
-        seen["second"] = _cli("resume", study_dir, cwd=tmp, timeout=120)
-        seen["second_run"] = _cli("run", space, "--storage", tmp / "studies", cwd=tmp, timeout=120)
-        seen["status"] = _cli("status", study_dir, cwd=tmp, timeout=120)
+        # All three at once, while the first trial runs: a second driver, a second run, a status.
+        checks = {name: subprocess.Popen([sys.executable, "-m", "simclr_sweep", *map(str, args)], cwd=tmp,
+                                         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                  for name, args in (("second", ("resume", study_dir)),
+                                     ("second_run", ("run", space, "--storage", tmp / "studies")),
+                                     ("status", ("status", study_dir)))}
+        for name, proc in checks.items():
+            out, err = proc.communicate(timeout=120)
+            seen[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         seen["holder_pid"] = run.pid
         _wait_for(run, lambda: _trials(study_dir)["status"].isin(TERMINAL).any(), "a finished trial")
         run.send_signal(signal.SIGINT)
@@ -113,7 +119,8 @@ def held_study(tmp_path_factory):
 
     resume = _popen("resume", study_dir, cwd=tmp)
     try:
-        _wait_for(resume, lambda: (_trials(study_dir)["status"] == "running").any(), "a running trial")
+        # Rows the Ctrl-C left `running` are there already: wait for Tune's own trial folder instead.
+        _wait_for(resume, lambda: any((study_dir / "tune-resume-1").glob("trial-*")), "a trial of the resume")
         resume.send_signal(signal.SIGINT)
         time.sleep(0.5)
         resume.send_signal(signal.SIGINT)
@@ -197,6 +204,18 @@ def test_a_journal_line_that_is_not_json_is_one_line_naming_it(finished_copy):
     result = _cli("resume", study, cwd=study.parent, timeout=120)
     assert result.returncode == 1, result.stderr
     assert str(journal) in _one_error_line(result)
+
+
+@pytest.mark.parametrize("journal", ["deleted", "emptied"])
+def test_a_lost_journal_is_rebuilt_from_the_tables_and_nothing_finished_runs_again(finished_copy, journal):
+    study = finished_copy(f"journal-{journal}")
+    path = study / "optuna.journal"
+    path.unlink() if journal == "deleted" else path.write_bytes(b"")
+    before = _trials(study)
+    result = _cli("resume", study, cwd=study.parent, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "optuna.journal: lacked 3 configurations the tables hold; told Optuna each once" in result.stdout
+    assert _trials(study)[["trial_id", "status"]].equals(before[["trial_id", "status"]])  # nothing re-ran
 
 
 @pytest.mark.parametrize("text", ["", "name: [unclosed\n"])
