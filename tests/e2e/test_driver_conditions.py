@@ -105,7 +105,7 @@ def held_study(tmp_path_factory):
                                      ("second_run", ("run", space, "--storage", tmp / "studies")),
                                      ("status", ("status", study_dir)))}
         for name, proc in checks.items():
-            out, err = proc.communicate(timeout=120)
+            out, err = proc.communicate(timeout=300)
             seen[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         seen["holder_pid"] = run.pid
         _wait_for(run, lambda: _trials(study_dir)["status"].isin(TERMINAL).any(), "a finished trial")
