@@ -42,17 +42,21 @@ SECTIONS: tuple[Builder, ...] = (
 )
 
 
-def build_report(study_dir: Location) -> Location:
+def build_report(study_dir: Location, partial: str | None = None) -> Location:
     """Write ``<study_dir>/report/index.html`` whole from study.yaml and the tables; return where it is.
 
     Works on a finished study, on one still running, and on tables copied elsewhere; a remote study
-    (``s3://...``) gets its report written there and its URI returned.
+    (``s3://...``) gets its report written there and its URI returned. ``partial``: why the study
+    stopped short (the driver's Ctrl-C line), said at the top; trials left running say so too.
     """
     files = StudyFiles(study_dir)
     data = load_study(files.location())
     sections = [s for build in SECTIONS for s in _as_list(build(data))]
     subtitle = (f"{data.method} study of {data.metric} ({'maximize' if data.maximize else 'minimize'}), "
                 f"{len(data.trials)} trials")
+    unended = int((data.trials["status"] == "running").sum()) if len(data.trials) else 0
+    if partial or unended:
+        subtitle += f" (partial: {partial or f'{unended} trials not ended, interrupted or still running'})"
     return files.write_text(REPORT_FILE, render_page(data.name, subtitle, sections, data.notes))
 
 

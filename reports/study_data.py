@@ -155,7 +155,7 @@ def load_study(study_dir: Location) -> StudyData:
     notes: list[str] = []
     declaration = Declaration()
     if files.exists(STUDY_FILE):
-        declaration = Declaration.parse(files.read_text(STUDY_FILE))
+        declaration = Declaration.parse(files.read_text(STUDY_FILE), files.location(STUDY_FILE))
     else:
         notes.append(f"{STUDY_FILE} is missing: the study's name, metric and method are guessed.")
     tables = StudyTables(study_dir)

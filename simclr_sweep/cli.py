@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from simclr_sweep.study import NAME_PATTERN, load_study, load_study_in_child
-from study_files.errors import StudyFilesError
+from study_files.errors import EnvironmentFault, StudyFilesError, os_problem
 from study_files.vocabulary import PROTOCOLS
 from trainers.checks import ConfigError
 
 EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 1  # what the machine refused (storage, Ray), or a damaged study file
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 def _fail(message: str) -> int:
@@ -23,6 +27,12 @@ def _fail(message: str) -> int:
 
 def _finished(outcome) -> int:
     """Print how a study ended and where its report is; a study whose every trial failed exits 1."""
+    if outcome.interrupted:
+        done = sum(n for s, n in outcome.counts.items() if s != "running")
+        print(f"interrupted: {done} of {outcome.total} trials done; continue with "
+              f"`simclr-sweep resume {outcome.study_dir}`")
+        print(f"report (partial): {outcome.report}")
+        return EXIT_INTERRUPTED
     counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.counts.items()))
     print(f"finished: {counts}")
     print(f"report: {outcome.report}")
@@ -43,12 +53,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from study_files import locations
 
     study = load_study_in_child(args.space)  # the driver never imports torch
-    if args.name:
-        if not NAME_PATTERN.match(args.name):
+    if args.name is not None:
+        if not NAME_PATTERN.fullmatch(args.name):
             raise ConfigError("--name", f"must be letters, digits, '.', '_' or '-' (got {args.name!r})")
         study = replace(study, name=args.name)
     storage = locations.parse_location(args.storage, "--storage")
     locations.check_reachable(storage, "--storage")  # a bad bucket or endpoint fails before Ray starts
+    args.study_location = study_dir_for(study, storage)  # what a Ctrl-C names for `resume`
     print(f"study {study.name}: {study.num_trials} trials, {study.max_concurrent} at a time, "
           f"storage {study_dir_for(study, storage)}", flush=True)
     return _finished(run_study(study, storage, address=args.address, dashboard=args.dashboard))
@@ -221,11 +232,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except EnvironmentFault as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except (ConfigError, StudyFilesError) as err:
         return _fail(str(err))
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+        where = getattr(args, "study_location", None) or (args.study_dir if args.command == "resume" else None)
+        resumable = where is not None and (not isinstance(where, Path) or (where / "study.yaml").is_file())
+        hint = f"; continue with `simclr-sweep resume {where}`" if resumable else ""
+        signal.signal(signal.SIGINT, lambda *_: os._exit(EXIT_INTERRUPTED))  # another Ctrl-C during cleanup: at once
+        print(f"\ninterrupted{hint}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as err:  # the machine refused a file the layers below did not name
+        print(f"error: {os_problem(err.filename or '.', err)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import TextIO
 from ray.tune import Callback
 
 from simclr_sweep.recording import TableRecorder
+from simclr_sweep.terminal import safe
 from simclr_sweep.trainable import table_trial_id
 from study_files.vocabulary import STATUSES
 
@@ -36,7 +37,7 @@ class ProgressView(Callback):
         parts = [f"{counts[s]} {s}" for s in STATUSES if counts.get(s)]
         top = self.recorder.best()
         metric = self.recorder.study.metric
-        best_text = f"best {metric} {top.score:.4f} ({top.trial_id})" if top else f"best {metric} -"
+        best_text = f"best {metric} {top.score:.4f} ({safe(top.trial_id)})" if top else f"best {metric} -"
         status = " | ".join(parts) if parts else "starting"
         return f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {done}/{self.total} done | {status} | {best_text}"
 
@@ -71,7 +72,7 @@ class ProgressView(Callback):
         where = getattr(trial, "error_file", None)
         if self.tty:
             self.stream.write("\r\x1b[2K")
-        self.stream.write(f"trial {trial_id} failed: {error}" + (f" (traceback: {where})" if where else "") + "\n")
+        self.stream.write(f"trial {safe(trial_id)} failed: {safe(error)}" + (f" (traceback: {safe(where)})" if where else "") + "\n")
         self._last_line = ""
         self._draw(force=True)
 

@@ -34,7 +34,8 @@ from simclr_sweep.trainable import REPEAT, RESUME_FROM, RESUME_OF, SUGGESTION, t
 from study_files.checkpoints import checkpoint_files
 from study_files.locations import Location, StudyFiles
 from study_files.tables import StudyTables
-from study_files.vocabulary import CHECKPOINT_FILE, METRICS, STATUSES
+from study_files.errors import EnvironmentFault
+from study_files.vocabulary import CHECKPOINT_FILE, JOURNAL_FILE, METRICS, STATUSES
 
 TERMINAL = tuple(s for s in STATUSES if s != "running")
 
@@ -59,6 +60,7 @@ class ResumePlan:
     pending: dict[str, PendingTell]  # config key -> the Optuna trial waiting for it
     told: int = 0  # Optuna trials told from the tables during planning
     failed_suggestions: int = 0  # duplicate Optuna suggestions that never ran, marked failed
+    rebuilt: int = 0  # configurations the tables hold that the journal had lost, told to Optuna again
     recovered_epochs: list[dict[str, Any]] = field(default_factory=list)  # epoch rows only a checkpoint held
 
     @property
@@ -143,6 +145,7 @@ def _config_key(study: Study, params: dict[str, Any]) -> str:
 def plan_resume(study: Study, study_dir: Location, optuna_study) -> ResumePlan:
     """Read the tables, reconcile the Optuna study with them, and say what is left to run."""
     by_config, recorded = _recorded(study, study_dir)
+    _refuse_lost_rows(study, study_dir, optuna_study, by_config)
     base_seed = int(study.fixed.get("seed", 0))
     continued: list[dict[str, Any]] = []
     recovered: list[dict[str, Any]] = []
@@ -157,6 +160,7 @@ def plan_resume(study: Study, study_dir: Location, optuna_study) -> ResumePlan:
                 continued.append({**group[0]["_params"], REPEAT: index})
 
     pending, told, failed, unstarted = _reconcile_optuna(study, optuna_study, by_config, base_seed)
+    rebuilt = _rebuild_lost(study, optuna_study, by_config, base_seed, pending)
     for number, params in unstarted:
         for index in range(study.seeds):
             config = {**params, SUGGESTION: number}
@@ -170,8 +174,19 @@ def plan_resume(study: Study, study_dir: Location, optuna_study) -> ResumePlan:
         pending=pending,
         told=told,
         failed_suggestions=failed,
+        rebuilt=rebuilt,
         recovered_epochs=recovered,
     )
+
+
+def _refuse_lost_rows(study: Study, study_dir: Location, optuna_study, by_config) -> None:
+    """Refuse, naming the trials table, when it lacks configurations Optuna saw finish: resuming would run them again."""
+    finished = optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    lost = [t for t in finished if _config_key(study, t.params) not in by_config]
+    if lost:
+        where = StudyTables(study_dir).trials_path
+        raise EnvironmentFault(str(where), f"lacks {len(lost)} trials that {JOURNAL_FILE} holds as finished; restore it "
+                                           "from a copy (resuming without them would run them again)")
 
 
 def _recorded(study: Study, study_dir: Location) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
@@ -239,6 +254,60 @@ def _reconcile_optuna(study: Study, optuna_study, by_config, base_seed: int):
             _tell(optuna_study, ot_trial.number, values)
             told += 1
     return pending, told, failed, unstarted
+
+
+def _rebuild_lost(study: Study, optuna_study, by_config, base_seed: int, pending: dict[str, PendingTell]) -> int:
+    """Tell Optuna once each configuration the tables hold but the journal lost (emptied, deleted, cut).
+
+    Each is enqueued with its parameters and asked, so Optuna holds it as it would have; a grid
+    sampler's point is marked taken (its `grid_id`), so the grid runs each point exactly once. A
+    configuration with trials still to end waits for them (`pending`), as any other does.
+    Returns how many were rebuilt.
+    """
+    known = {_config_key(study, t.params) for t in optuna_study.get_trials(deepcopy=False)}
+    lost = [(key, group) for key, group in by_config.items() if key not in known]
+    if not lost:
+        return 0
+    own = optuna_study.sampler
+    optuna_study.sampler = sampler = make_sampler(study)
+    column = f"last.{study.metric}"
+    try:
+        for key, group in lost:
+            optuna_study.enqueue_trial(group[0]["_params"], skip_if_exists=False)
+            trial = optuna_study.ask()
+            define_by_run(study)(trial)
+            _take_grid_point(sampler, optuna_study, trial)
+            values = [float(r[column]) for r in group if r["status"] in TERMINAL and r.get(column) is not None
+                      and math.isfinite(r[column])]
+            waiting = {r["trial_id"] for r in group if r["status"] not in TERMINAL}
+            started = {int(r["seed"]) - base_seed for r in group}
+            waiting |= {f"repeat-{i}" for i in range(study.seeds) if study.seeds > 1 and i not in started}
+            if waiting:
+                pending[key] = PendingTell(number=trial.number, waiting=waiting, values=values)
+            else:
+                _tell(optuna_study, trial.number, values)
+    finally:
+        optuna_study.sampler = own
+    return len(lost)
+
+
+def _take_grid_point(sampler, optuna_study, trial) -> None:
+    """Mark an enqueued trial's grid point as the grid sampler marks those it chose (it leaves enqueued ones unmarked)."""
+    if not isinstance(sampler, optuna.samplers.GridSampler):
+        return
+    # Private: Optuna counts a grid point taken by the trial's `grid_id` system attribute and has no
+    # public way to set it for an enqueued trial.
+    point = tuple(trial.params.get(name) for name in sampler._param_names)
+    for grid_id, grid in enumerate(sampler._all_grids):
+        if all(_same_value(a, b) for a, b in zip(grid, point)):
+            storage = optuna_study._storage
+            storage.set_trial_system_attr(trial._trial_id, "search_space", sampler._search_space)
+            storage.set_trial_system_attr(trial._trial_id, "grid_id", grid_id)
+            return
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isclose(a, b))
 
 
 def _fully_drawn(study: Study, params: dict[str, Any]) -> bool:

@@ -8,8 +8,10 @@ of its own (the orchestration benchmark, the scheduler tests) calls `run_trials`
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import signal
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -40,6 +42,8 @@ from simclr_sweep.trainable import TrialSetup, run_trial, trial_dirname
 from study_files import locations
 from study_files.atomic import write_text
 from study_files.declaration import claim_study, declaration_text, not_a_study
+from study_files.errors import EnvironmentFault, os_problem
+from study_files.lease import LEASE_FILE, study_lease
 from study_files.locations import Location
 from study_files.tables import StudyTables
 from study_files.vocabulary import JOURNAL_FILE, STUDY_FILE, TUNE_DIR
@@ -62,6 +66,8 @@ class StudyOutcome:
     study_dir: Location  # a Path, or the study's URI (s3://...)
     report: Location
     counts: dict[str, int]
+    interrupted: bool = False  # a Ctrl-C stopped it: the trials not done wait for `resume`
+    total: int = 0  # the trials the study declares (for the interrupted line)
 
 
 def study_dir_for(study: Study, storage: Location) -> Location:
@@ -94,8 +100,23 @@ def prepare_study_dir(study: Study, storage: Location) -> Location:
             "already holds a study; continue it with `simclr-sweep resume "
             f"{study_dir}` or start a new one with --name",
         )
-    write_text(study_dir / STUDY_FILE, frozen)
+    try:
+        write_text(study_dir / STUDY_FILE, frozen)
+    except OSError as err:
+        raise os_problem(study_dir, err) from None
     return study_dir
+
+
+def release_study_dir(study_dir: Location) -> None:
+    """Undo `prepare_study_dir` after a failed start, so that a retry is not refused (no trial ran)."""
+    files = locations.StudyFiles(study_dir)
+    for name in (STUDY_FILE, LEASE_FILE):
+        files.delete(name)
+    if isinstance(study_dir, Path):
+        try:
+            study_dir.rmdir()
+        except OSError:  # it holds something else: keep it
+            pass
 
 
 @contextmanager
@@ -125,12 +146,25 @@ def start_ray(address: str | None, dashboard: bool = True, stream: TextIO | None
     address = address or os.environ.get("RAY_ADDRESS") or None
     common = dict(logging_level=logging.WARNING, log_to_driver=False)
     missing = None
-    if address:
-        context = ray.init(address=address, **common)
-    else:
-        # Ray's own check: the dashboard needs ray[default] (aiohttp, grpcio, ...), which ray[tune] lacks.
-        missing = dashboard and get_dashboard_dependency_error()
-        context = ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=bool(dashboard and not missing), **common)
+    try:
+        if address:
+            context = ray.init(address=address, **common)
+        else:
+            other = running_cluster()
+            if other:
+                print(f"note: a Ray cluster already runs on this machine ({other}); this study starts its own; "
+                      "to run it on that cluster instead, pass --address auto", file=sys.stderr, flush=True)
+            # Ray's own check: the dashboard needs ray[default] (aiohttp, grpcio, ...), which ray[tune] lacks.
+            missing = dashboard and get_dashboard_dependency_error()
+            # "local": a new private Ray even where Ray's current-cluster file names another one.
+            context = ray.init(address="local", num_cpus=os.cpu_count() or 1,
+                               include_dashboard=bool(dashboard and not missing), **common)
+    except Exception as err:  # Ray raises many kinds for a cluster it cannot start or reach  # noqa: BLE001
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        where = f"--address {address}" if address else "Ray"
+        what = ("check the address, or leave --address out to start a private Ray" if address
+                else "check that Ray can start here (`ray start --head` says why not)")
+        raise EnvironmentFault(where, f"cannot start or join a Ray cluster ({first}); {what}") from None
     if dashboard:
         print(dashboard_line(context.dashboard_url, missing), file=stream or sys.stdout, flush=True)
     return True
@@ -143,6 +177,13 @@ def dashboard_line(url: str | None, missing: Any) -> str:
     if missing:
         return "ray dashboard: not installed; pip install 'simclr-sweep[dashboard]' (or run with --no-dashboard)"
     return "ray dashboard: none on this cluster"
+
+
+def running_cluster() -> str | None:
+    """The address in Ray's current-cluster file (what `ray.init()` would join), if another cluster wrote one."""
+    from ray._private.utils import read_ray_address  # Ray's own reader of the file, so its location stays Ray's
+
+    return read_ray_address()
 
 
 def make_scheduler(study: Study):
@@ -170,8 +211,14 @@ def open_journal(study_dir: Location) -> JournalStorage:
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = journal_path(study_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    except ValueError as err:  # a line that is not JSON: replaying the log stops there
+        raise EnvironmentFault(str(path), f"damaged ({str(err).splitlines()[0]}); restore it from a copy, or move "
+                                          "it aside to resume from the tables alone") from None
+    except OSError as err:
+        raise os_problem(path, err) from None
 
 
 def open_optuna_study(study: Study, journal: JournalStorage) -> optuna.Study:
@@ -238,17 +285,45 @@ def run_experiment(study: Study, study_dir: Location, trainable, search_alg, num
             failure_config=tune.FailureConfig(max_failures=study.max_failures),
         ),
     )
-    tuner.fit()
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        tuner.fit()
+    finally:
+        # Tune's handler takes the first Ctrl-C, ends its loop and puts back the one it found (a second
+        # Ctrl-C is then Python's KeyboardInterrupt); left installed, it would swallow later ones.
+        interrupted = signal.getsignal(signal.SIGINT) is sigint and not os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+        signal.signal(signal.SIGINT, sigint)
+    if journal:
+        journal.sync()
+    if interrupted:
+        raise Interrupted(recorder)
     analyse_study(study, study_dir, stream)  # the baselines and embeddings the study declared, while Ray is up
     if journal:
         journal.sync()
     return recorder
 
 
-def finish(study_dir: Location, recorder: TableRecorder | None) -> StudyOutcome:
+def finish(study_dir: Location, recorder: TableRecorder | None, interrupted: bool = False,
+           total: int = 0) -> StudyOutcome:
     """The study's report, and how its trials ended."""
     counts = recorder.counts() if recorder else {}
-    return StudyOutcome(study_dir=study_dir, report=build_report(study_dir), counts=counts)
+    done = sum(n for status, n in counts.items() if status != "running")
+    partial = f"interrupted after {done} of {total} trials; `simclr-sweep resume` continues it" if interrupted else None
+    try:
+        report = build_report(study_dir, partial)
+    except OSError as err:
+        if isinstance(study_dir, Path):
+            raise os_problem(study_dir, err) from None
+        raise
+    return StudyOutcome(study_dir=study_dir, report=report, counts=counts, interrupted=interrupted, total=total)
+
+
+class Interrupted(Exception):
+    """A Ctrl-C stopped the study's Tune experiment cleanly: its tables hold what ran, `resume` continues it."""
+
+    def __init__(self, recorder: TableRecorder) -> None:
+        super().__init__("interrupted")
+        self.recorder = recorder
 
 
 def run_study(study: Study, storage: Location, address: str | None = None, stream: TextIO | None = None,
@@ -256,9 +331,28 @@ def run_study(study: Study, storage: Location, address: str | None = None, strea
     """Run a validated study to the end and write its report (`dashboard`: Ray's, on a local Ray)."""
     study = with_absolute_data_root(study)
     study_dir = prepare_study_dir(study, storage)
-    with ray_session(address, dashboard, stream):
-        recorder = run_trials(study, study_dir, study_trainable(study, study_dir), stream)
-    return finish(study_dir, recorder)
+    try:
+        lease = study_lease(study_dir)
+        lease.__enter__()
+    except BaseException:
+        release_study_dir(study_dir)  # another `run` of the same name claimed it between the check and now
+        raise
+    try:
+        try:
+            started = start_ray(address, dashboard, stream)
+        except BaseException:
+            release_study_dir(study_dir)  # a failed start leaves nothing that blocks the retry
+            raise
+        try:
+            recorder = run_trials(study, study_dir, study_trainable(study, study_dir), stream)
+        except Interrupted as stop:
+            return finish(study_dir, stop.recorder, interrupted=True, total=study.num_trials)
+        finally:
+            if started:
+                ray.shutdown()
+        return finish(study_dir, recorder, total=study.num_trials)
+    finally:
+        lease.__exit__(None, None, None)
 
 
 def run_trials(study: Study, study_dir: Location, trainable, stream: TextIO | None = None) -> TableRecorder:
@@ -285,6 +379,11 @@ def resume_study(study_dir: Location, address: str | None = None, stream: TextIO
     if isinstance(study_dir, Path):
         study_dir = study_dir.resolve()
     study = load_study_dir(study_dir)
+    with study_lease(study_dir):  # before anything is repaired: a running driver's files are its own
+        return _resume_held(study, study_dir, address, stream)
+
+
+def _resume_held(study: Study, study_dir: Location, address: str | None, stream: TextIO | None) -> StudyOutcome:
     mirror = journal_mirror(study_dir)
     if mirror:
         with locations.storage_errors(study_dir, "STUDY_DIR"):
@@ -303,14 +402,23 @@ def resume_study(study_dir: Location, address: str | None = None, stream: TextIO
     print(f"resuming {study.name}: {len(plan.continued)} trials to continue, {plan.new_trials} new "
           f"({plan.told} results told to Optuna from the tables)",
           file=out, flush=True)
+    if plan.rebuilt:
+        print(f"{JOURNAL_FILE}: lacked {plan.rebuilt} configurations the tables hold; told Optuna each once from "
+              "the tables (parameters, value, grid point)", file=out, flush=True)
     budget_left = _budget_left(study, study_dir, plan, out)
     if plan.num_samples == 0:
-        return finish(study_dir, TableRecorder(study, study_dir, trial_setup(study, study_dir)).loaded())
+        return finish(study_dir, TableRecorder(study, study_dir, trial_setup(study, study_dir)).loaded(),
+                      total=study.num_trials)
     with ray_session(address, dashboard, stream):
         search = ResumingSearch(make_search(study, journal), study, plan, optuna_study)
-        recorder = run_experiment(study, study_dir, study_trainable(study, study_dir), search, plan.num_samples,
-                                  next_experiment_name(study_dir), stream, time_budget_s=budget_left)
-    return finish(study_dir, recorder)
+        try:
+            recorder = run_experiment(study, study_dir, study_trainable(study, study_dir), search, plan.num_samples,
+                                      next_experiment_name(study_dir), stream, time_budget_s=budget_left)
+        except Interrupted as stop:
+            recorder, interrupted = stop.recorder, True
+        else:
+            interrupted = False
+    return finish(study_dir, recorder, interrupted=interrupted, total=study.num_trials)
 
 
 def _budget_left(study: Study, study_dir: Location, plan, out: TextIO) -> float | None:

@@ -50,6 +50,16 @@ class _TuneGridSampler(optuna.samplers.GridSampler):
     def after_trial(self, study, trial, state, values) -> None:
         return None
 
+    def before_trial(self, study, trial) -> None:
+        """Optuna's choice of a grid point, without its shortcut "trial number n takes point n" for
+        the first trials: a resume that rebuilt a lost journal holds points under other numbers."""
+        if "grid_id" in trial.system_attrs or "fixed_params" in trial.system_attrs:
+            return
+        unvisited = self._get_unvisited_grid_ids(study) or list(range(len(self._all_grids)))
+        grid_id = int(self._rng.rng.choice(sorted(unvisited)))
+        study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+        study._storage.set_trial_system_attr(trial._trial_id, "grid_id", grid_id)
+
 
 def make_sampler(study: Study) -> optuna.samplers.BaseSampler:
     """The Optuna sampler for `study.method`, seeded by `sampler_seed` when given."""

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from simclr_sweep.terminal import safe
 from study_files.best import best
 from study_files.declaration import read_declaration, study_name
 from study_files.locations import Location, as_location, storage_errors
@@ -35,7 +36,7 @@ def study_status(study_dir: Location) -> str:
 
     with storage_errors(study_dir, "STUDY_DIR"):
         trials = StudyTables(study_dir).read_trials()
-    lines = [f"study {study_name(study_dir, declaration)} ({raw.get('method', 'tpe')}, "
+    lines = [f"study {safe(study_name(study_dir, declaration))} ({raw.get('method', 'tpe')}, "
              f"{declared} trials declared) in {study_dir}"]
     if trials.empty:
         lines.append("no trial recorded yet")
@@ -56,7 +57,7 @@ def study_status(study_dir: Location) -> str:
     top = best(trials, metric, declaration.maximize)
     if top is not None:
         trial = top.trial
-        params = ", ".join(f"{c[len(PARAM_PREFIX):]}={trial[c]}" for c in trials.columns
+        params = ", ".join(f"{safe(c[len(PARAM_PREFIX):])}={safe(trial[c])}" for c in trials.columns
                            if c.startswith(PARAM_PREFIX) and trials[c].nunique(dropna=False) > 1)
         over = f", mean of {top.seeds} seeds {top.mean:.4f}" if top.seeds > 1 else ""
         lines.append(f"best {metric}: {trial[best_column(metric)]:.4f} (trial {trial['trial_id']}, seed {trial['seed']}"
@@ -69,5 +70,5 @@ def study_status(study_dir: Location) -> str:
         of = f"/{epochs}" if epochs else ""
         value = row.get(last_column(metric))
         shown = f", {metric} {value:.4f}" if value is not None and not (isinstance(value, float) and math.isnan(value)) else ""
-        lines.append(f"running: {row['trial_id']} (epoch {int(row['epochs_run'])}{of}{shown})")
+        lines.append(f"running: {safe(row['trial_id'])} (epoch {int(row['epochs_run'])}{of}{shown})")
     return "\n".join(lines)

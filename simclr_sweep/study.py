@@ -32,7 +32,7 @@ METHODS = ("tpe", "random", "grid", "cmaes", "gp", "qmc")
 GOALS = {"maximize": "max", "minimize": "min"}
 SCHEDULERS = ("asha", "hyperband", "median", "none")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "q_uniform")  # Optuna has no stepped log range
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # whole names only: use fullmatch (`$` lets a newline end one)
 
 # Where each value a searched parameter can take sits in the YAML: (yaml path, value), first one first.
 Values = list[tuple[str, Any]]
@@ -189,7 +189,7 @@ def parse_study(data: dict[str, Any]) -> Study:
         if required not in data:
             raise ConfigError(required, "missing; every study needs it")
     name = text("name", data["name"])
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise ConfigError("name", f"must be letters, digits, '.', '_' or '-' (it names a folder), got {name!r}")
     metric, goal = _metric(data["metric"])
     settings = _settings(data)

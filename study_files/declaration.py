@@ -34,8 +34,15 @@ class Declaration:
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str) -> Declaration:
-        loaded = yaml.safe_load(text)
+    def parse(cls, text: str, where: object = STUDY_FILE) -> Declaration:
+        """The declaration in ``text``; text that is not YAML is a `StudyFilesError` naming ``where``."""
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark else ""
+            raise StudyFilesError(str(where), f"damaged: not valid YAML{at}; restore the study's declaration from "
+                                              "the file it was run with (its name: must be the folder's)") from None
         return cls(loaded if isinstance(loaded, dict) else {})
 
     @property
@@ -75,7 +82,7 @@ def declaration_text(study_dir: Location, what: str = "STUDY_DIR") -> str:
 
 def read_declaration(study_dir: Location, what: str = "STUDY_DIR") -> Declaration:
     """A study's frozen declaration; `not_a_study` when the folder has none."""
-    return Declaration.parse(declaration_text(study_dir, what))
+    return Declaration.parse(declaration_text(study_dir, what), StudyFiles(study_dir).location(STUDY_FILE))
 
 
 def study_name(study_dir: Location, declaration: Declaration) -> str:

@@ -6,6 +6,7 @@ A ``ValueError``, so that code catching bad values (``simclr_sweep``'s CLI) catc
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -21,6 +22,38 @@ class StudyFilesError(ValueError):
     def __reduce__(self):
         # Pickled across processes (a Ray worker's error reaching the driver): rebuild from both parts.
         return StudyFilesError, (self.where, self.message)
+
+
+class EnvironmentFault(StudyFilesError):
+    """What the machine refused, not what the user wrote (storage read-only or full, a cluster that
+    cannot be started): the CLI exits 1 for it, 2 for the user's input."""
+
+    def __reduce__(self):
+        return EnvironmentFault, (self.where, self.message)
+
+
+def os_problem(path: object, err: OSError) -> StudyFilesError:
+    """One line for a local filesystem's refusal (read-only, full, not a folder), naming what would help."""
+    hint = {
+        errno.EROFS: "is on a read-only filesystem; give a writable --storage, or copy the study somewhere writable and use that copy",
+        errno.EACCES: "may not be written by this user; give a writable location",
+        errno.EPERM: "may not be written by this user; give a writable location",
+        errno.ENOSPC: "no space left on its disk; free some and `simclr-sweep resume` the study (nothing written is lost)",
+        errno.EDQUOT: "disk quota exceeded; free some and `simclr-sweep resume` the study (nothing written is lost)",
+        errno.ENOTDIR: "a file stands where a folder must be; give a folder",
+        errno.EEXIST: "a file stands where a folder must be; give a folder",
+    }.get(err.errno, f"cannot be used ({err.strerror or err})")
+    where = err.filename if getattr(err, "filename", None) else path
+    if err.errno in (errno.ENOTDIR, errno.EEXIST):  # the user named a file for a folder
+        return StudyFilesError(str(where), hint)
+    return EnvironmentFault(str(where), hint)
+
+
+def damaged_table(err: BaseException) -> str:
+    """What to say of a table file that cannot be read (truncated, emptied, not Parquet)."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return (f"damaged, not a readable Parquet file ({first}); restore it from a copy, or move it aside "
+            "(the study then lacks its rows)")
 
 
 def storage_problem(uri: str, err: BaseException) -> str:

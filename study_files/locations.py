@@ -22,7 +22,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from study_files import atomic
-from study_files.errors import StudyFilesError, storage_problem
+from study_files.errors import EnvironmentFault, StudyFilesError, damaged_table, storage_problem
 
 _REMOTE_READS = 5  # an object replaced between S3's size lookup and its ranged GET reads torn: read it again
 
@@ -272,7 +272,7 @@ class StudyFiles:
             data = self.read_bytes(rel)
             try:
                 return pq.read_table(pa.BufferReader(data), schema=schema)
-            except pa.ArrowInvalid:
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as err:  # truncated, emptied, or not Parquet
                 if not self.remote or attempt == _REMOTE_READS:
-                    raise
+                    raise EnvironmentFault(str(self.location(rel)), damaged_table(err)) from None
                 time.sleep(0.05 * attempt)

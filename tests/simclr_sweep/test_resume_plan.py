@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 import optuna
 import pytest
 
+from study_files.errors import EnvironmentFault
 from study_files.tables import StudyTables
 from simclr_sweep.resume import plan_resume
 from simclr_sweep.runner import open_journal, open_optuna_study
@@ -185,3 +186,41 @@ def test_a_journal_record_cut_short_by_the_kill_is_cut_so_optuna_can_write_again
     again.tell(trial.number, 0.5)
     reread = open_optuna_study(study, open_journal(tmp_path))
     assert [t.value for t in reread.trials] == [0.4, 0.5]
+
+
+@pytest.mark.parametrize("journal", ["deleted", "emptied"])
+def test_a_lost_journal_is_rebuilt_from_the_tables_and_the_grid_runs_each_point_once(tmp_path, journal):
+    study = parse_study({"name": "g", "metric": {"name": "knn_top1", "goal": "maximize"}, "method": "grid",
+                         "fixed": {"epochs": 3}, "parameters": {"temperature": {"values": [0.2, 0.5]},
+                                                                "augmentations": {"values": ["crop", "flip"]}}})
+    StudyTables(tmp_path).upsert_trials([_row("a", "completed", 0.2, "crop"), _row("b", "completed", 0.5, "flip")])
+    if journal == "emptied":
+        (tmp_path / "optuna.journal").write_bytes(b"")
+    optuna_study = open_optuna_study(study, open_journal(tmp_path))
+    plan = plan_resume(study, tmp_path, optuna_study)
+    assert plan.rebuilt == 2 and plan.continued == [] and plan.new_trials == 2
+    told = optuna_study.get_trials()
+    assert sorted((t.params["temperature"], t.params["augmentations"], t.value) for t in told) == [
+        (0.2, "crop", 0.4), (0.5, "flip", 0.4)]
+    # The study's searcher asks for the rest: the two points the tables lack, each once.
+    optuna_study.sampler = make_sampler(study)
+    space = define_by_run(study)
+    asked = []
+    for _ in range(2):
+        trial = optuna_study.ask()
+        space(trial)
+        asked.append((trial.params["temperature"], trial.params["augmentations"]))
+    assert sorted(asked) == [(0.2, "flip"), (0.5, "crop")]
+    assert plan_resume(study, tmp_path, optuna_study).rebuilt == 0  # told once, not again
+
+
+def test_tables_that_lost_what_optuna_saw_finish_are_refused_naming_the_file(tmp_path):
+    study = parse_study({"name": "g", "metric": {"name": "knn_top1", "goal": "maximize"}, "method": "grid",
+                         "fixed": {"epochs": 3}, "parameters": {"temperature": {"values": [0.2, 0.5]}}})
+    optuna_study = open_optuna_study(study, open_journal(tmp_path))
+    optuna_study.sampler = make_sampler(study)
+    trial = optuna_study.ask()
+    define_by_run(study)(trial)
+    optuna_study.tell(trial.number, 0.4)
+    with pytest.raises(EnvironmentFault, match=r"trials.parquet: lacks 1 trials that optuna.journal holds as finished"):
+        plan_resume(study, tmp_path, optuna_study)
