@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from torch import nn
 from study_files.atomic import replacing
 from trainers.config import TrainConfig
 from trainers.model.networks import BACKBONES, build_model
-from trainers.training.state import load_checkpoint
+from trainers.training.state import load_checkpoint, load_tensors
 
 FORMAT = "simclr-sweep-encoder"
 VERSION = 1
@@ -118,11 +117,8 @@ def read_encoder(path: str | Path) -> tuple[OrderedDict, dict[str, Any]]:
     if not path.is_file():
         raise EncoderFileError(f"encoder: no file at {path}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load of a foreign file fails in many ways; all mean "not ours"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        state = load_tensors(path)
+    except ValueError as reason:
         raise EncoderFileError(f"encoder: {path} is not an encoder file ({reason})") from None
     meta = (getattr(state, "_metadata", None) or {}).get(METADATA_KEY) if isinstance(state, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

@@ -30,18 +30,25 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
 
 
+def load_tensors(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a file torch cannot read raises ValueError(reason)."""
+    try:
+        with warnings.catch_warnings():
+            # A foreign pickle makes torch warn about its protocol before refusing it; callers refuse it themselves.
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load of a foreign file fails in many ways; all mean "not ours"
+        raise ValueError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from None
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by ``save_checkpoint``; anything else is refused in one line."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"resume_from: no checkpoint file at {path}")
     try:
-        with warnings.catch_warnings():
-            # A foreign pickle makes torch warn about its protocol before refusing it; we refuse it ourselves.
-            warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load of a foreign file fails in many ways; all mean "not ours"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        state = load_tensors(path)
+    except ValueError as reason:
         raise CheckpointError(f"resume_from: {path} is not a simclr-sweep checkpoint ({reason})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"resume_from: {path} is not a simclr-sweep checkpoint (no {FORMAT!r} tag)")
