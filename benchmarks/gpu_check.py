@@ -20,10 +20,11 @@ Five parts run one after the other, each in processes of its own, each stopped a
    on a terminal (a pseudo-terminal) so that its live bar shows the epoch's running mean loss: the
    loss falls when the epoch's mean at its end is below the mean of its first steps.
 5. ``data_feed``: ``benchmarks/data_feed.py`` at 224 px where that file exists (skipped, and said,
-   where not). Its interface is its command line: ``--image-sizes 224 --out FILE.json``, plus
-   ``--smoke`` in ``--cpu`` mode; its JSON's ``targets`` (rows as trainer_throughput's) are copied.
+   where not). Its interface is its command line: ``--image-sizes 224 --out FILE.json``; ``--cpu``
+   mode runs ``--image-sizes 32 --processes 1 --smoke`` (each process start imports torch); its
+   JSON's ``targets`` (rows as trainer_throughput's) are copied.
 
-``--cpu`` runs the same five at toy sizes in about a minute on two idle cores: a convnet, packing of
+``--cpu`` runs the same five at toy sizes in a few minutes on two cores: a convnet, packing of
 1 and 2 processes, a 2-trial study at ``resources: {cpu: 1}``, one fp32 epoch without compile for
 part 4 (inductor's C++ build alone would take the minute), one thread per process. Speed targets are
 judged on CUDA only; the checks (trials completed, at a time, the loss falls) in both modes.
@@ -124,8 +125,8 @@ CPU = Mode(
     train={"dataset": "shapes", "dataset_size": 1024, "backbone": "convnet", "epochs": 1, "batch_size": 16,
            "optimizer": "adam", "lr": 0.002, "eval_every": 0, "crop.min_scale": 0.3, "device": "cpu"},
     train_runs=(("fp32", {"precision": "fp32"}, 90),),
-    data_feed_flags=("--image-sizes", "224", "--smoke"),
-    limits={"throughput": 90, "packing": 90, "study": 120, "data_feed": 30},
+    data_feed_flags=("--image-sizes", "32", "--processes", "1", "--smoke"),
+    limits={"throughput": 90, "packing": 90, "study": 120, "data_feed": 60},
     # One thread per process: on a small shared CPU, OpenMP threads spinning while descheduled stall each other.
     env={"OMP_NUM_THREADS": "1"},
 )
@@ -452,7 +453,7 @@ def _data_feed_part(mode: Mode, work: Path, limit: int) -> dict[str, Any]:
                                      if key.endswith("images_per_s")}}
     targets = [_target(t["target"], t.get("value"), t.get("threshold"), judged=mode.name == "cuda")
                for t in result.get("targets", []) if isinstance(t, dict) and "target" in t]
-    part = {"figures": figures, "targets": targets, "details": result, "notes": ["--image-sizes 224"]}
+    part = {"figures": figures, "targets": targets, "details": result, "notes": [" ".join(mode.data_feed_flags)]}
     if rc is None:
         raise PartFailed(f"timed out after {limit} s", part)
     if rc != 0:
@@ -594,7 +595,7 @@ def _shown(value: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cpu", action="store_true", help="the same parts at toy sizes on the CPU (about a minute)")
+    parser.add_argument("--cpu", action="store_true", help="the same parts at toy sizes on the CPU (a few minutes)")
     parser.add_argument("--out", type=Path, help="folder for the JSON and the table (default benchmarks/results/)")
     parser.add_argument("--part", choices=("throughput", "packing"), help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=Path, help=argparse.SUPPRESS)
