@@ -8,7 +8,6 @@ of its own (the orchestration benchmark, the scheduler tests) calls `run_trials`
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import signal
@@ -380,10 +379,11 @@ def resume_study(study_dir: Location, address: str | None = None, stream: TextIO
         study_dir = study_dir.resolve()
     study = load_study_dir(study_dir)
     with study_lease(study_dir):  # before anything is repaired: a running driver's files are its own
-        return _resume_held(study, study_dir, address, stream)
+        return _resume_held(study, study_dir, address, stream, dashboard)
 
 
-def _resume_held(study: Study, study_dir: Location, address: str | None, stream: TextIO | None) -> StudyOutcome:
+def _resume_held(study: Study, study_dir: Location, address: str | None, stream: TextIO | None,
+                 dashboard: bool) -> StudyOutcome:
     mirror = journal_mirror(study_dir)
     if mirror:
         with locations.storage_errors(study_dir, "STUDY_DIR"):
