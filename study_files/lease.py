@@ -57,6 +57,20 @@ def describe_holder(text: str) -> str:
         return "a driver that has not written its name yet"
 
 
+def _dead_here(text: str) -> bool:
+    """Whether a lease's holder ran on this host and its process is gone (a killed driver's lease need not lapse)."""
+    try:
+        holder = json.loads(text)
+        if holder["host"] != socket.gethostname():
+            return False
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, KeyError, TypeError, PermissionError, OverflowError):
+        return False
+    return False
+
+
 def refusal(study_dir: object, holder: str) -> EnvironmentFault:
     return EnvironmentFault(str(study_dir), f"another driver runs this study ({holder}); wait for it to end, "
                                            "or stop it (its Ctrl-C leaves the study resumable)")
@@ -117,7 +131,7 @@ def object_lease(uri: str) -> Iterator[None]:
                 expires = float(json.loads(text)["expires"])
             except (ValueError, KeyError, TypeError):
                 expires = 0.0
-            if expires > time.time():
+            if expires > time.time() and not _dead_here(text):
                 raise refusal(uri, describe_holder(text)) from None
             try:  # its holder stopped renewing it: take it over, unless another driver just did
                 etag = put(IfMatch=found["ETag"])

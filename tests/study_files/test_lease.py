@@ -1,6 +1,7 @@
 """One driver per study: the folder lease (flock) and the S3 lease object (conditional writes, moto's server)."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -50,4 +51,18 @@ def test_an_s3_lease_refuses_a_second_driver_and_is_taken_over_once_it_lapses(s3
     client.put_object(Bucket=s3_bucket, Key=f"studies/one/{lease.LEASE_FILE}", Body=json.dumps(dead).encode())
     with lease.study_lease(uri):
         body = client.get_object(Bucket=s3_bucket, Key=f"studies/one/{lease.LEASE_FILE}")["Body"].read()
+        assert json.loads(body)["pid"] == os.getpid()
+
+
+def test_an_s3_lease_whose_holder_died_on_this_host_is_taken_over_at_once(s3_bucket):
+    # What a SIGKILLed driver leaves: an unexpired lease naming a pid that no longer runs here.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    uri = f"s3://{s3_bucket}/studies/killed"
+    client = boto3.client("s3")
+    held = {"host": socket.gethostname(), "pid": gone.pid, "since": "2026-01-01 00:00:00 UTC",
+            "expires": time.time() + 30}
+    client.put_object(Bucket=s3_bucket, Key=f"studies/killed/{lease.LEASE_FILE}", Body=json.dumps(held).encode())
+    with lease.study_lease(uri):
+        body = client.get_object(Bucket=s3_bucket, Key=f"studies/killed/{lease.LEASE_FILE}")["Body"].read()
         assert json.loads(body)["pid"] == os.getpid()
