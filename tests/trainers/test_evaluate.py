@@ -86,15 +86,18 @@ def test_embed_uses_eval_mode_and_restores_training_mode():
     torch.testing.assert_close(net[1].running_mean, before)  # eval mode: running stats untouched
 
 
-def test_pca_features_match_scikit_learn_pca_up_to_sign():
+# 100 training rows: 6x6 images (108 pixels) take the Gram-matrix path, 5x5 (75) the covariance's.
+@pytest.mark.parametrize("side", [6, 5])
+def test_pca_features_match_scikit_learn_pca_up_to_sign(side):
     from sklearn.decomposition import PCA
 
     gen = torch.Generator().manual_seed(0)
+    pixels = 3 * side * side
     # Low-rank images plus noise: the top components are well separated.
-    basis = torch.rand(5, 3 * 6 * 6, generator=gen)
+    basis = torch.rand(5, pixels, generator=gen)
     coeffs = torch.rand(120, 5, generator=gen) * torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
-    flat = (coeffs @ basis) / 15 * 255 + torch.rand(120, 108, generator=gen) * 10
-    images = flat.clamp(0, 255).round().to(torch.uint8).reshape(120, 3, 6, 6)
+    flat = (coeffs @ basis) / 15 * 255 + torch.rand(120, pixels, generator=gen) * 10
+    images = flat.clamp(0, 255).round().to(torch.uint8).reshape(120, 3, side, side)
     train, test = images[:100], images[100:]
     got_train, got_test = pca_features(train, test, dim=4)
     ref = PCA(n_components=4).fit(train.reshape(100, -1).double().numpy() / 255)

@@ -103,9 +103,9 @@ def pca_features(train_images: Tensor, test_images: Tensor, *, dim: int = 128, m
     fit = train_images[rows].to(device).reshape(len(rows), -1).double() / 255
     mean = fit.mean(dim=0)
     centred = fit - mean
-    if pixels * pixels * 8 > PCA_FIT_BYTES and len(rows) < pixels:
-        # The pixels x pixels covariance would not fit: eigenvectors of the rows x rows Gram
-        # matrix, mapped back through the data, span the same top components.
+    if dim < len(rows) < pixels:
+        # Fewer rows than pixels: eigenvectors of the smaller rows x rows Gram matrix, mapped back
+        # through the data, are the same top components at a fraction of the cost and memory.
         evals, u = torch.linalg.eigh(centred @ centred.T)
         evecs = centred.T @ u / evals.clamp_min(1e-12).sqrt()
     else:
