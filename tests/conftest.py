@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import uuid
 from dataclasses import dataclass
@@ -58,3 +59,12 @@ def s3_bucket(s3_server, monkeypatch):
     for key in ("AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
     return s3_server.create_bucket()
+
+
+def pytest_configure(config):
+    # Under pytest-xdist each worker gets its own Ray temp dir, so a cluster one worker starts
+    # (ray.cluster_utils writes Ray's current-cluster file) is never the one another worker joins.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and "RAY_TMPDIR" not in os.environ:
+        os.environ["RAY_TMPDIR"] = f"/tmp/ray-{worker}"  # short: Ray's socket paths must fit in 107 bytes
+        os.makedirs(os.environ["RAY_TMPDIR"], exist_ok=True)
