@@ -172,13 +172,13 @@ def markdown(results: list[dict[str, Any]], meta: Mapping[str, Any]) -> str:
 
 
 def _print_table(results: list[dict[str, Any]]) -> None:
-    print(f"{'finding':<52} {'a':>18} {'b':>18} {'a - b':>20}  verdict")
+    print(f"{'finding':<64} {'a':>18} {'b':>18} {'a - b':>20}  verdict")
     for result in results:
         for row in result["comparisons"]:
             name = f"({result['finding']}) {row['a']} > {row['b']}"
-            print(f"{name:<52} {_interval(row['arm_a']):>18} {_interval(row['arm_b']):>18} "
+            print(f"{name:<64} {_interval(row['arm_a']):>18} {_interval(row['arm_b']):>18} "
                   f"{_interval(row['difference']):>20}  {row['verdict']}")
-        print(f"{'':<52} paper: {result['paper']}")
+        print(f"{'':<64} paper: {result['paper']}")
     for result in results:
         print(f"({result['finding']}) {result['claim']}: {result['verdict']}")
 
