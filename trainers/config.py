@@ -14,6 +14,7 @@ from trainers.data.datasets import DATASETS
 from trainers.losses import LOSSES, OBJECTIVES, REDUCTIONS, SIMILARITIES
 from trainers.model.networks import BACKBONES, HEAD_INITS, HEADS, STEMS, min_image_size
 from trainers.model.optim import LR_SCALINGS, OPTIMIZERS, SCHEDULES
+from trainers.recipes import RECIPES
 from trainers.training.device import AMP_DTYPES
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -94,6 +95,10 @@ class TrainConfig:
     loss_reduction: str = "mean"
     """mean (over the 2N rows, the paper's) or sum_of_views (google-research's: twice the mean, the
     scale its LARS learning rate and weight decay were tuned at)."""
+    # recipe
+    recipe: str = "torch"
+    """torch (the defaults) or tf (google-research's SimCLRv1 details at once); ``trainers.recipes``
+    lists what each sets, and a detail's own key wins over the recipe. ``from_dict`` applies it."""
     # augmentation
     augmentations: tuple[str, ...] = SIMCLR_AUGMENTATIONS
     augmentation_params: Mapping[str, Any] = field(default_factory=dict)  # "<augmentation>.<parameter>" -> value
@@ -127,7 +132,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
-        """Build and validate from a mapping of field names; unknown keys are refused."""
+        """Build and validate from a mapping of field names; unknown keys are refused. The ``recipe``'s
+        options fill in those the mapping does not give."""
         if not isinstance(values, Mapping):
             raise ConfigError("config", f"must be a mapping of field names to values (got {type(values).__name__})")
         names = [f.name for f in dataclasses.fields(cls)]
@@ -145,6 +151,12 @@ class TrainConfig:
                 raise ConfigError(str(key), f"unknown field; {hint}")
             elif key != "augmentation_params":
                 fields[key] = value
+        recipe = _RULES["recipe"]("recipe", fields.get("recipe", "torch"))
+        for key, value in RECIPES[recipe].items():
+            if "." in key:
+                augmentation_params.setdefault(key, value)
+            else:
+                fields.setdefault(key, value)
         return cls(**fields, augmentation_params=augmentation_params)
 
     @classmethod
@@ -271,6 +283,7 @@ _RULES: dict[str, Callable[[str, Any], Any]] = {
     "margin": number(0.0, inclusive=True),
     "semi_hard": boolean,
     "loss_reduction": choice(lambda: REDUCTIONS),
+    "recipe": choice(lambda: RECIPES),
     "augmentations": _augmentations,
     "augmentation_params": _augmentation_params,
     "seed": integer(0),

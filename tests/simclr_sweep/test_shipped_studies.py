@@ -29,7 +29,10 @@ PAPER_STUDIES = (
     "spirograph-invariance",
     "cifar10-tpe-tuning",
 )
-SHIPPED_PAPER = [p for p in SPACES if p.stem != "quickstart"]
+# The paper's qualitative findings in miniature, on the CPU (issue 17; benchmarks/findings.py runs them).
+MINIATURES = ("shapes-crop-colour", "shapes-projection-head", "shapes-loss", "shapes-colour-strength")
+MINIATURE_PATHS = [SPACES_DIR / f"{name}.yaml" for name in MINIATURES]
+SHIPPED_PAPER = [p for p in SPACES if p.stem != "quickstart" and p.stem not in MINIATURES]
 CLASSIFICATION_METRICS = ("knn_top1", "linear_top1")
 REGRESSION_DATASETS = ("spirograph",)
 
@@ -167,6 +170,22 @@ def test_seeded_ablations_repeat_and_tuning_is_reproducible():
     tuning = load_study(SPACES_DIR / "cifar10-tpe-tuning.yaml")
     assert tuning.method == "tpe" and tuning.sampler_seed is not None
     assert {p.kind for p in tuning.parameters.values()} == {"log_uniform", "values"}
+
+
+@pytest.mark.parametrize("path", MINIATURE_PATHS, ids=MINIATURES)
+def test_a_miniature_opens_with_its_question_the_paper_s_finding_and_its_command(path):
+    text = "\n".join(_leading_comment(path))
+    assert re.search(r"\b(Figure|Table) \d", text) and "finding" in text
+    assert f"{load_study(path).num_trials} trials" in text
+    assert f"simclr-sweep run search_spaces/{path.name}" in text
+
+
+@pytest.mark.parametrize("path", MINIATURE_PATHS, ids=MINIATURES)
+def test_a_miniature_is_a_seeded_grid_on_generated_data_for_two_cpu_cores(path):
+    study = load_study(path)
+    assert study.method == "grid" and study.seeds >= 3 and study.early_stopping.type == "none"
+    assert study.gpu == 0 and study.max_concurrent * study.cpu <= 2
+    assert study.fixed["dataset"] == "shapes" and study.fixed["backbone"] == "convnet"
 
 
 @pytest.mark.parametrize("name", ["cifar10-augmentation-pairs", "cifar10-tpe-tuning"])

@@ -147,6 +147,7 @@ def test_bad_declaration_gives_one_exact_line(case, tmp_path, capsys):
         ("bad fixed value", lambda: _study(fixed__backbone="resnet9000"), "fixed.backbone: ", "resnet9000"),
         ("bad augmentation parameter", lambda: _study(**{"fixed__blur.sigma": [2.0, 0.5]}),
          "fixed.blur.sigma: ", "low <= high"),
+        ("unknown recipe", lambda: _study(fixed__recipe="tf2"), "fixed.recipe: ", "must be one of torch, tf (got 'tf2')"),
         ("bad searched augmentation parameter", lambda: _study(**{"parameters__flip.p": {"values": [0.5, 1.5]}}),
          "parameters.flip.p.values[1]: ", "must be <= 1"),
     ],
@@ -192,6 +193,12 @@ def test_quickstart_is_valid(capsys):
     code, out, err = _validate(capsys, QUICKSTART)
     assert code == 0, err
     assert out.startswith("ok: quickstart: 10 trials by tpe over temperature, similarity, augmentations")
+
+
+def test_recipe_tf_under_fixed_validates_with_a_detail_overridden(tmp_path, capsys):
+    code, out, err = _validate(capsys, _write(tmp_path, _study(fixed__recipe="tf", fixed__head_init="torch")))
+    assert (code, err) == (0, "")
+    assert out.startswith("ok: quickstart: 10 trials")
 
 
 def test_cli_process_refuses_bad_run_without_traceback_and_writes_nothing(tmp_path):

@@ -15,6 +15,7 @@ import torch
 from scipy.stats import kstest
 
 from trainers.augmentation import kernels as A
+from trainers.checks import ConfigError
 from trainers.config import TrainConfig
 from trainers.model.networks import build_model
 
@@ -271,3 +272,39 @@ def test_the_tf_recipe_options_make_one_config_and_one_pipeline():
     pipeline = build_pipeline(cfg.augmentations, image_size=32, params=cfg.augmentation_params)
     views = pipeline(torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8), _gen())
     assert views.shape == (6, 3, 32, 32) and 0.0 <= views.min() and views.max() <= 1.0
+
+
+# --- recipe: tf, the one switch -------------------------------------------------------------
+
+def _default(key):
+    """The value a key has when neither it nor a recipe is given."""
+    if "." in key:
+        name, param = key.split(".")
+        return A.AUGMENTATIONS[name].params[param].default
+    return getattr(TrainConfig(), key)
+
+
+def test_recipe_tf_sets_every_detail_of_the_tf_recipe():
+    options = TrainConfig.from_dict({"recipe": "tf"}).to_dict()
+    assert {key: options[key] for key in TF_RECIPE} == TF_RECIPE
+    assert all(_default(key) != value for key, value in TF_RECIPE.items())  # each is a change
+
+
+def test_recipe_torch_is_the_defaults():
+    assert TrainConfig.from_dict({"recipe": "torch"}) == TrainConfig(recipe="torch") == TrainConfig()
+
+
+@pytest.mark.parametrize("key", sorted(TF_RECIPE))
+def test_an_explicit_key_wins_over_the_recipe(key):
+    own = _default(key)
+    cfg = TrainConfig.from_dict({"recipe": "tf", key: own})
+    options = cfg.to_dict()
+    assert options[key] == own
+    assert {k: options[k] for k in TF_RECIPE if k != key} == {k: v for k, v in TF_RECIPE.items() if k != key}
+    assert TrainConfig.from_dict(options) == cfg
+
+
+def test_an_unknown_recipe_is_one_line_naming_recipe_and_the_choices():
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_dict({"recipe": "tf2", "head_init": "torch"})
+    assert str(info.value) == "recipe: must be one of torch, tf (got 'tf2')"
