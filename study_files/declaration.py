@@ -16,6 +16,7 @@ import yaml
 from study_files.errors import StudyFilesError
 from study_files.locations import Location, StudyFiles, cache_dir, is_remote, name_of, storage_errors
 from study_files.vocabulary import STUDY_FILE
+from study_files.yaml12 import Loader
 
 DEFAULT_METRIC = "knn_top1"
 GOALS = {"maximize": True, "max": True, "minimize": False, "min": False}
@@ -37,7 +38,7 @@ class Declaration:
     def parse(cls, text: str, where: object = STUDY_FILE) -> Declaration:
         """The declaration in ``text``; text that is not YAML is a `StudyFilesError` naming ``where``."""
         try:
-            loaded = yaml.safe_load(text)
+            loaded = yaml.load(text, Loader=Loader)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             at = f" at line {mark.line + 1}" if mark else ""

@@ -9,11 +9,12 @@ study language can be validated without importing torch.
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import yaml
+
+from study_files.yaml12 import Loader
 
 Rule = Callable[[str, Any], Any]
 
@@ -29,14 +30,6 @@ class ConfigError(ValueError):
     def __reduce__(self):
         # Pickled across processes (a Ray worker's error reaching the driver): rebuild from both parts.
         return ConfigError, (self.field, self.message)
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` (no dot) as a string; every ML config means the number, as YAML 1.2 does."""
-
-
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-                              list("-+0123456789."))
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -59,7 +52,7 @@ def read_yaml(path: str | Path) -> Any:
 def parse_yaml(text: str, source: str) -> Any:
     """The value in YAML text read elsewhere (a remote file); a malformed one is a ``ConfigError`` naming ``source``."""
     try:
-        return yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=Loader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

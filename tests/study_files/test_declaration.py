@@ -41,3 +41,8 @@ def test_an_atomic_write_leaves_the_old_file_when_it_fails(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("killed mid-write")
     assert target.read_text() == "old" and [p.name for p in target.parent.iterdir()] == ["f.txt"]
+
+
+def test_a_hand_written_declaration_reads_1e_3_as_the_number_study_files_validate():
+    declaration = Declaration.parse("name: s\nfixed: {lr: 1e-3, weight_decay: 1.0e-6, label: 1e3x}\n")
+    assert declaration.raw["fixed"] == {"lr": 0.001, "weight_decay": 1e-6, "label": "1e3x"}
