@@ -30,6 +30,10 @@ def replacing(target: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())  # the bytes reach the disk before the name does: a power cut leaves old or new
         os.replace(tmp, target)
+    except OSError as err:
+        if err.errno is not None and err.filename in (None, str(tmp)):
+            err.filename = str(target)  # a full disk names the file the user knows, not its temporary
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
