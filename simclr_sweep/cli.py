@@ -54,11 +54,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from simclr_sweep.runner import run_study, study_dir_for
     from study_files import locations
 
+    storage = locations.parse_location(args.storage, "--storage")
+    locations.check_reachable(storage, "--storage")  # a bad bucket or endpoint fails before the study loads
     study = load_study_in_child(args.space)  # the driver never imports torch
     if args.name is not None:
         study = replace(study, name=args.name)
-    storage = locations.parse_location(args.storage, "--storage")
-    locations.check_reachable(storage, "--storage")  # a bad bucket or endpoint fails before Ray starts
     args.study_location = study_dir_for(study, storage)  # what a Ctrl-C names for `resume`
     print(f"study {study.name}: {study.num_trials} trials, {study.max_concurrent} at a time, "
           f"storage {study_dir_for(study, storage)}", flush=True)
