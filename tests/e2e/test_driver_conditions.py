@@ -301,7 +301,9 @@ def test_a_read_only_study_under_report_and_resume_is_one_line_and_loses_nothing
         pytest.skip(seen["read-only", "skip"])
     for command in ("report", "resume"):
         result = results["read-only", command]
-        assert result.returncode == 1 and "read-only" in _one_error_line(result), (command, result.stderr)
+        line = _one_error_line(result)
+        assert result.returncode == 1 and "read-only" in line, (command, result.stderr)
+        assert ".tmp:" not in line  # the file the user knows, not the temporary written aside
     assert _files(seen["read-only"]) == seen["read-only", "before"]
 
 
