@@ -48,17 +48,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.name is not None and not NAME_PATTERN.fullmatch(args.name):  # refused before anything loads
+        raise ConfigError("--name", f"must be letters, digits, '.', '_' or '-' (got {args.name!r})")
     # Ray, Optuna and the storage layer load only for the commands that run a study: validate stays light.
     from simclr_sweep.runner import run_study, study_dir_for
     from study_files import locations
 
+    storage = locations.parse_location(args.storage, "--storage")
+    locations.check_reachable(storage, "--storage")  # a bad bucket or endpoint fails before the study loads
     study = load_study_in_child(args.space)  # the driver never imports torch
     if args.name is not None:
-        if not NAME_PATTERN.fullmatch(args.name):
-            raise ConfigError("--name", f"must be letters, digits, '.', '_' or '-' (got {args.name!r})")
         study = replace(study, name=args.name)
-    storage = locations.parse_location(args.storage, "--storage")
-    locations.check_reachable(storage, "--storage")  # a bad bucket or endpoint fails before Ray starts
     args.study_location = study_dir_for(study, storage)  # what a Ctrl-C names for `resume`
     print(f"study {study.name}: {study.num_trials} trials, {study.max_concurrent} at a time, "
           f"storage {study_dir_for(study, storage)}", flush=True)

@@ -8,6 +8,7 @@ of its own (the orchestration benchmark, the scheduler tests) calls `run_trials`
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from ray import tune
 from ray._private.utils import get_dashboard_dependency_error
+from ray.exceptions import RayTaskError
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 from ray.tune.search import Repeater
 from ray.tune.search.optuna import OptunaSearch
@@ -58,6 +60,8 @@ RAY_ENVIRONMENT = {
     "RAY_AIR_NEW_OUTPUT": "0",
 }
 DDP_DRIVER_CPU = 0.25  # what a DDP trial's own process reserves beside its workers
+# What the machine refuses of a study file the driver writes (os_problem says what to do for each).
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 @dataclass(frozen=True)
@@ -287,6 +291,11 @@ def run_experiment(study: Study, study_dir: Location, trainable, search_alg, num
     sigint = signal.getsignal(signal.SIGINT)
     try:
         tuner.fit()
+    except Exception as err:
+        fault = storage_fault(err, study_dir)
+        if fault is None:
+            raise
+        raise fault from None
     finally:
         # Tune's handler takes the first Ctrl-C, ends its loop and puts back the one it found (a second
         # Ctrl-C is then Python's KeyboardInterrupt); left installed, it would swallow later ones.
@@ -300,6 +309,22 @@ def run_experiment(study: Study, study_dir: Location, trainable, search_alg, num
     if journal:
         journal.sync()
     return recorder
+
+
+def storage_fault(err: BaseException, study_dir: Location) -> Exception | None:
+    """The driver's write that the machine refused (a full disk) anywhere in what Tune raised, as one line.
+
+    Tune wraps an error of a callback (the tables writer) in a `TuneError` holding only its text, and
+    its cleanup may raise the next one; the refusal itself is in the chain. A trial's own error
+    (`RayTaskError`) is the trial's, recorded in the tables, not the driver's.
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and not isinstance(err, RayTaskError) and err.errno in STORAGE_ERRNOS:
+            return os_problem(err.filename or study_dir, err)
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def finish(study_dir: Location, recorder: TableRecorder | None, interrupted: bool = False,

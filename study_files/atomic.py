@@ -30,8 +30,15 @@ def replacing(target: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())  # the bytes reach the disk before the name does: a power cut leaves old or new
         os.replace(tmp, target)
+    except OSError as err:
+        if err.errno is not None and (err.filename is None or str(err.filename) == str(tmp)):
+            err.filename = str(target)  # a full disk names the file the user knows, not its temporary
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # a read-only disk refuses even this: the write's own error says more
+            pass
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:

@@ -5,6 +5,7 @@ variables pointing at the test server; the local disk holds only the driver's ca
 journal) and Ray's own session files.
 """
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ SMALL = {
     "max_concurrent": 2,
     "resources": {"cpu": 1, "gpu": 0},
     "early_stopping": {"type": "none"},
-    "fixed": {"dataset": "shapes", "dataset_size": 256, "backbone": "convnet", "epochs": 2,
+    "fixed": {"dataset": "shapes", "dataset_size": 128, "backbone": "convnet", "epochs": 2,
               "batch_size": 64, "optimizer": "adam", "lr": 0.002, "eval_every": 1},
     "parameters": {"temperature": {"distribution": "log_uniform", "min": 0.1, "max": 1.0}},
 }
@@ -63,7 +64,7 @@ def s3_study(s3_server, s3_env, tmp_path_factory):
     space = tmp / "small.yaml"
     space.write_text(yaml.safe_dump(SMALL, sort_keys=False))
     started = time.monotonic()
-    proc = _cli("run", str(space), "--storage", f"s3://{bucket}/studies", env=env, cwd=tmp)
+    proc = _cli("run", str(space), "--storage", f"s3://{bucket}/studies", "--no-dashboard", env=env, cwd=tmp)
     print(f"s3 study run: {time.monotonic() - started:.1f} s")
     return proc, f"s3://{bucket}/studies/s3-small", tmp, cache
 
@@ -181,7 +182,7 @@ GRID = {
     "max_concurrent": 2,
     "resources": {"cpu": 1},
     "early_stopping": {"type": "none"},
-    "fixed": {"dataset": "shapes", "dataset_size": 256, "backbone": "convnet", "epochs": 3,
+    "fixed": {"dataset": "shapes", "dataset_size": 128, "backbone": "convnet", "epochs": 3,
               "batch_size": 64, "optimizer": "adam", "lr": 0.002, "eval_every": 1},
     "parameters": {"temperature": {"values": [0.2, 0.3, 0.5]}},
 }
@@ -195,7 +196,8 @@ def s3_resumed(s3_server, s3_env, tmp_path_factory):
     space = tmp / "grid.yaml"
     space.write_text(yaml.safe_dump(GRID, sort_keys=False))
     uri = f"s3://{bucket}/studies/s3-resume"
-    run = subprocess.Popen([sys.executable, "-m", "simclr_sweep", "run", str(space), "--storage", f"s3://{bucket}/studies"],
+    run = subprocess.Popen([sys.executable, "-m", "simclr_sweep", "run", str(space), "--storage", f"s3://{bucket}/studies",
+                            "--no-dashboard"],
                            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 240
@@ -216,14 +218,34 @@ def s3_resumed(s3_server, s3_env, tmp_path_factory):
     epochs = StudyTables(uri).read_epochs()
     seen = epochs.groupby("trial_id")["epoch"].nunique() if len(epochs) else pd.Series(dtype=int)
     before["epochs_seen"] = [int(seen.get(t, 0)) for t in before["trial_id"]]
+    half = set(before.loc[(before["status"] == "running") & (before["epochs_seen"] >= 1), "trial_id"])
+    # The first resume continues the half-trained trials; once they are done, while another trial runs, a Ctrl-C.
     started = time.monotonic()
-    resumed = _cli("resume", uri, env=env, cwd=tmp)
-    print(f"s3 study resume: {time.monotonic() - started:.1f} s")
-    return before, resumed, uri
+    resume = subprocess.Popen([sys.executable, "-m", "simclr_sweep", "resume", uri, "--no-dashboard"], cwd=tmp, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            trials = StudyTables(uri).read_trials().set_index("trial_id")
+            if half <= set(trials.index[trials["status"] == "completed"]) and (trials["status"] == "running").any():
+                break
+            assert resume.poll() is None, resume.communicate()
+            time.sleep(0.2)
+        else:
+            pytest.fail("the first resume never finished the half-trained trials while another ran")
+        resume.send_signal(signal.SIGINT)
+        out, err = resume.communicate(timeout=300)
+        interrupted = subprocess.CompletedProcess(resume.args, resume.returncode, out, err)
+    finally:
+        kill_tree(resume)
+    after_ctrl_c = StudyTables(uri).read_trials()
+    resumed = _cli("resume", uri, "--no-dashboard", env=env, cwd=tmp)
+    print(f"s3 study resumes: {time.monotonic() - started:.1f} s")
+    return before, resumed, uri, interrupted, after_ctrl_c
 
 
 def test_resume_from_s3_ends_the_study(s3_resumed):
-    before, resumed, uri = s3_resumed
+    before, resumed, uri, _, _ = s3_resumed
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"report: {uri}/report/index.html" in resumed.stdout
     after = StudyTables(uri).read_trials().set_index("trial_id")
@@ -237,7 +259,7 @@ def test_resume_from_s3_ends_the_study(s3_resumed):
 
 
 def test_interrupted_trial_continued_from_its_s3_checkpoint(s3_resumed):
-    before, _, uri = s3_resumed
+    before, _, uri, _, _ = s3_resumed
     files = StudyFiles(uri)
     half = before[(before["status"] == "running") & (before["epochs_seen"] >= 1)]
     assert len(half)
@@ -249,13 +271,24 @@ def test_interrupted_trial_continued_from_its_s3_checkpoint(s3_resumed):
 
 
 def test_optuna_on_s3_learned_each_grid_point_once(s3_resumed, tmp_path):
-    _, _, uri = s3_resumed
+    _, _, uri, _, _ = s3_resumed
     copy = tmp_path / "optuna.journal"
     copy.write_bytes(StudyFiles(uri).read_bytes("optuna.journal"))
     study = optuna.load_study(study_name="s3-resume", storage=JournalStorage(JournalFileBackend(str(copy))))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert sorted(t.params["temperature"] for t in complete) == [0.2, 0.3, 0.5]
+
+
+def test_ctrl_c_on_an_s3_study_stops_it_says_how_to_continue_and_resume_finishes_it(s3_resumed):
+    _, resumed, uri, interrupted, after_ctrl_c = s3_resumed
+    assert interrupted.returncode == 130, interrupted.stdout + interrupted.stderr
+    done = int(after_ctrl_c["status"].isin(TERMINAL).sum())
+    assert f"interrupted: {done} of 3 trials done; continue with `simclr-sweep resume {uri}`" in interrupted.stdout
+    assert f"report (partial): {uri}/report/index.html" in interrupted.stdout
+    assert "Traceback" not in interrupted.stderr and 0 < done < 3
+    assert resumed.returncode == 0 and "finished: 3 completed" in resumed.stdout, resumed.stdout + resumed.stderr
+    assert "(partial:" not in StudyFiles(uri).read_text("report/index.html")
 
 
 def test_no_ray_process_left_behind(s3_server, s3_resumed, s3_study):
