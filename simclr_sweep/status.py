@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from simclr_sweep.study import declared_trials
 from simclr_sweep.terminal import safe
 from study_files.best import best
 from study_files.declaration import read_declaration, study_name
@@ -32,12 +33,13 @@ def study_status(study_dir: Location) -> str:
     declaration = read_declaration(study_dir)
     raw = declaration.raw
     metric = declaration.metric
-    declared = int(raw.get("trials", 0)) * int(raw.get("seeds", 1))
+    declared = declared_trials(raw)
+    what = "study.yaml is empty" if not raw else (
+        f"{raw.get('method', 'tpe')}, {'trials not declared' if declared is None else f'{declared} trials declared'}")
 
     with storage_errors(study_dir, "STUDY_DIR"):
         trials = StudyTables(study_dir).read_trials()
-    lines = [f"study {safe(study_name(study_dir, declaration))} ({raw.get('method', 'tpe')}, "
-             f"{declared} trials declared) in {study_dir}"]
+    lines = [f"study {safe(study_name(study_dir, declaration))} ({safe(what)}) in {study_dir}"]
     if trials.empty:
         lines.append("no trial recorded yet")
         return "\n".join(lines)

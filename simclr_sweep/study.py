@@ -553,6 +553,23 @@ def _grid_size(parameters: Iterable[Parameter]) -> int:
     return math.prod(len(p.grid_values()) for p in parameters)
 
 
+def declared_trials(data: dict[str, Any]) -> int | None:
+    """The trials a frozen declaration asks for (configurations x seeds), read without the trainer so
+    that `status` stays light; None when the declaration does not tell (a damaged or partial one)."""
+    try:
+        seeds = whole_number(1)("seeds", data.get("seeds", 1))
+        if "trials" in data:
+            return whole_number(1)("trials", data["trials"]) * seeds
+        if data.get("method") != "grid":
+            return None
+        specs = mapping("parameters", data.get("parameters"))
+        parameters = [_parameter(name, {k: v for k, v in spec.items() if k != "when"} if isinstance(spec, dict)
+                                 else spec, f"parameters.{name}")[0] for name, spec in specs.items()]
+        return _grid_size(parameters) * seeds if parameters else None
+    except ConfigError:
+        return None
+
+
 def _check_divisible(workers: int, fixed: dict[str, Any], parameters: dict[str, Parameter]) -> None:
     """The global batch is split evenly over a trial's DDP workers."""
     if workers == 1:
