@@ -53,7 +53,7 @@ def study_status(study_dir: Location) -> str:
 
     counts = trials["status"].value_counts()
     parts = [f"{int(counts[s])} {s}" for s in STATUSES if s in counts]
-    to_go = max(declared - len(trials), 0)
+    to_go = max((declared or 0) - len(trials), 0)
     lines.append("trials: " + ", ".join(parts) + (f", {to_go} not started" if to_go else ""))
 
     top = best(trials, metric, declaration.maximize)
