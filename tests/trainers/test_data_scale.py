@@ -13,6 +13,7 @@ from trainers.config import ConfigError, TrainConfig
 from trainers.data import cache, image_files
 from trainers.data.datasets import load_dataset
 from trainers.data.feeder import DeviceFeeder
+from trainers.evaluation.finetune import FinetuneConfig, finetune_classifier
 from trainers.evaluation.monitors import embed
 from trainers.training.loop import fit
 
@@ -112,6 +113,14 @@ def test_a_seeded_split_and_a_capped_set_keep_serving_from_the_map(imagenet_fold
         assert len(pairs) == len(train_rows) // 32 and all(torch.equal(a, b) for a, b in pairs)
         assert torch.equal(embed(pixel_mean, data.test_x, batch_size=16),
                            embed(pixel_mean, reference[test_idx], batch_size=16))
+        # Fine-tuning gathers its label subset's batches from the map: the same run as on the copy.
+        runs = []
+        for train_x, test_x in ((data.train_x, data.test_x), (reference[train_rows], reference[test_idx])):
+            torch.manual_seed(0)
+            encoder = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 8, stride=8), torch.nn.Flatten())
+            runs.append(finetune_classifier(encoder, train_x, data.train_y, test_x, data.test_y, num_classes=CLASSES,
+                                            label_fraction=0.5, cfg=FinetuneConfig(epochs=1, batch_size=32)))
+        assert runs[0] == runs[1]
     # The crop pair on a capped split: the centre crop is a view of the map under the same rows.
     data = load_dataset("image_folder", root=folder, image_size=24, stored_size=32, size=100, seed=5,
                         cache_dir=tmp_path)
