@@ -11,9 +11,11 @@ import pandas as pd
 import psutil
 import pytest
 import yaml
+from PIL import Image
 
 from processes import kill_tree
 from study_files.tables import StudyTables
+from trainers.data import shapes
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -23,7 +25,8 @@ GRID = {
     "method": "grid",
     "max_concurrent": 2,
     "resources": {"cpu": 1},
-    "fixed": {"dataset": "shapes", "dataset_size": 512, "backbone": "convnet", "epochs": 4,
+    # data_root and data_cache are set by the fixture: a JPEG folder read through the mapped cache.
+    "fixed": {"dataset": "image_folder", "image_size": 32, "dataset_size": 448, "backbone": "convnet", "epochs": 4,
               "batch_size": 64, "optimizer": "adam", "lr": 0.002, "eval_every": 1},
     "parameters": {
         "temperature": {"values": [0.2, 0.5]},
@@ -31,6 +34,18 @@ GRID = {
     },
 }
 TERMINAL = {"completed", "early_stopped", "diverged", "failed"}
+# Shapes written as JPEGs, a folder per class: the seeded split keeps 480 to train (capped to 448), 120 to test.
+FOLDER_IMAGES = 600
+
+
+def _jpeg_folder(root: Path) -> Path:
+    """The quickstart's generated shapes as a class-per-folder set of 32 px JPEGs."""
+    images, labels = shapes.generate(FOLDER_IMAGES, seed=0, stream=0)
+    for i, (image, label) in enumerate(zip(images, labels.tolist())):
+        folder = root / shapes.CLASS_NAMES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i}.jpg", quality=95)
+    return root
 
 
 def _trials(study_dir: Path) -> pd.DataFrame:
@@ -52,7 +67,8 @@ def _epochs_seen(study_dir: Path) -> pd.Series:
 def interrupted_then_resumed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("resume")
     space = tmp / "grid.yaml"
-    space.write_text(yaml.safe_dump(GRID))
+    fixed = {**GRID["fixed"], "data_root": str(_jpeg_folder(tmp / "shapes-jpeg")), "data_cache": str(tmp / "cache")}
+    space.write_text(yaml.safe_dump({**GRID, "fixed": fixed}))
     study_dir = tmp / "studies" / "resume-grid"
     env = {**os.environ, "RAY_ADDRESS": ""}
     run = subprocess.Popen([sys.executable, "-m", "simclr_sweep", "run", str(space), "--storage", str(tmp / "studies")],
@@ -79,6 +95,12 @@ def interrupted_then_resumed(tmp_path_factory):
     resumed = subprocess.run([sys.executable, "-m", "simclr_sweep", "resume", str(study_dir)],
                              cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
     return before, resumed, study_dir
+
+
+def test_the_trials_read_the_folder_through_one_mapped_cache(interrupted_then_resumed):
+    _, _, study_dir = interrupted_then_resumed
+    cache_files = list((study_dir.parents[1] / "cache").glob("*.u8"))
+    assert len(cache_files) == 1 and cache_files[0].stat().st_size == FOLDER_IMAGES * 3 * 32 * 32
 
 
 def test_resume_exits_zero(interrupted_then_resumed):

@@ -10,9 +10,11 @@ import torch
 from PIL import Image
 
 from trainers.config import ConfigError, TrainConfig
-from trainers.data import cache
+from trainers.data import cache, image_files
 from trainers.data.datasets import load_dataset
 from trainers.data.feeder import DeviceFeeder
+from trainers.evaluation.finetune import FinetuneConfig, finetune_classifier
+from trainers.evaluation.monitors import embed
 from trainers.training.loop import fit
 
 CLASSES = 4
@@ -86,6 +88,46 @@ def test_batches_from_the_map_equal_batches_from_the_in_memory_tensor(imagenet_f
     # A consumer that stops early leaves no gathering thread behind.
     next(iter(from_map.batches(48, gen())))
     assert not [t for t in __import__("threading").enumerate() if t.name == "feeder-gather"]
+
+
+def test_a_seeded_split_and_a_capped_set_keep_serving_from_the_map(imagenet_folder, tmp_path):
+    folder = imagenet_folder / "train"  # a plain class-per-folder set: the seeded split
+    whole, _ = image_files.load_image_folder(folder, 32, cache_dir=tmp_path)
+    reference = whole.images.clone()  # the rows as the split copied them before, by fancy indexing
+    train_idx, test_idx = image_files.stratified_split(whole.labels, image_files.TEST_FRACTION, 5)
+    capped = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(5))[:100].sort().values]
+    gen = lambda: torch.Generator().manual_seed(7)  # noqa: E731
+    pixel_mean = lambda x: x.mean(dim=(2, 3))  # noqa: E731
+    for size, train_rows in ((None, train_idx), (100, capped)):
+        data = load_dataset("image_folder", root=folder, image_size=32, size=size, seed=5, cache_dir=tmp_path)
+        for split, rows in ((data.pretrain, train_rows), (data.train_x, train_rows), (data.test_x, test_idx)):
+            assert isinstance(split, cache.MappedRows) and cache.is_mapped(split)
+            assert split.untyped_storage().data_ptr() == whole.images.untyped_storage().data_ptr()
+            assert split.shape == (len(rows), 3, 32, 32) and torch.equal(split, reference[rows])
+        assert torch.equal(data.train_y, whole.labels[train_rows]) and torch.equal(data.test_y, whole.labels[test_idx])
+        # What the trial sees: its batches and its evaluation's chunks, bit for bit the copied rows'.
+        feeder = DeviceFeeder(data.pretrain, "cpu")
+        assert feeder.mapped and not feeder.resident
+        pairs = list(zip(feeder.batches(32, gen()), DeviceFeeder(reference[train_rows], "cpu").batches(32, gen()),
+                         strict=True))
+        assert len(pairs) == len(train_rows) // 32 and all(torch.equal(a, b) for a, b in pairs)
+        assert torch.equal(embed(pixel_mean, data.test_x, batch_size=16),
+                           embed(pixel_mean, reference[test_idx], batch_size=16))
+        # Fine-tuning gathers its label subset's batches from the map: the same run as on the copy.
+        runs = []
+        for train_x, test_x in ((data.train_x, data.test_x), (reference[train_rows], reference[test_idx])):
+            torch.manual_seed(0)
+            encoder = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 8, stride=8), torch.nn.Flatten())
+            runs.append(finetune_classifier(encoder, train_x, data.train_y, test_x, data.test_y, num_classes=CLASSES,
+                                            label_fraction=0.5, cfg=FinetuneConfig(epochs=1, batch_size=32)))
+        assert runs[0] == runs[1]
+    # The crop pair on a capped split: the centre crop is a view of the map under the same rows.
+    data = load_dataset("image_folder", root=folder, image_size=24, stored_size=32, size=100, seed=5,
+                        cache_dir=tmp_path)
+    assert isinstance(data.train_x, cache.MappedRows) and cache.is_mapped(data.train_x)
+    assert torch.equal(data.pretrain, reference[capped])
+    assert torch.equal(data.train_x, reference[capped][..., 4:28, 4:28]) and data.image_size == 24
+    assert torch.equal(data.test_x[3:9], reference[test_idx][3:9, :, 4:28, 4:28])
 
 
 def test_a_touched_source_or_a_truncated_file_is_rebuilt_and_said(tmp_path, capfd):

@@ -63,6 +63,101 @@ def mapped_tensor(array: np.ndarray) -> Tensor:
     return tensor
 
 
+class MappedRows:
+    """Rows ``index`` of a mapped uint8 [N, C, H, W] tensor: a seeded split or a capped set that keeps
+    serving from the map instead of copying its rows into memory.
+
+    It answers ``shape``, ``len``, ``dtype``, ``dim()`` and ``untyped_storage()`` (the map's) as the
+    copied tensor would. Indexing rows (an int, a slice, an index tensor) and ``index_select`` on dim 0
+    gather just those rows from the map; ``rows[..., a:b, c:d]`` (a centre crop) is a view of the map
+    under the same index. Any other torch function (and ``to``) sees the rows gathered, a copy.
+    """
+
+    def __init__(self, source: Tensor, index: Tensor) -> None:
+        self.source, self.index = source, index
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((self.index.shape[0], *self.source.shape[1:]))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.source.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.source.device
+
+    def dim(self) -> int:
+        return self.source.dim()
+
+    def size(self, dim: Optional[int] = None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self) -> int:
+        return self.shape.numel()
+
+    def __len__(self) -> int:
+        return self.index.shape[0]
+
+    def untyped_storage(self):
+        return self.source.untyped_storage()
+
+    def take(self, rows: Tensor) -> "MappedRows":
+        """The rows ``rows`` of these rows, still served from the map."""
+        return MappedRows(self.source, self.index[rows])
+
+    def gathered(self) -> Tensor:
+        """These rows as one in-memory tensor (a copy)."""
+        return self.source.index_select(0, self.index)
+
+    def index_select(self, dim: int, rows: Tensor, *, out: Optional[Tensor] = None) -> Tensor:
+        if dim != 0:
+            return torch.index_select(self.gathered(), dim, rows, out=out)
+        return torch.index_select(self.source, 0, self.index[rows.to(self.index.device)], out=out)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and key and key[0] is Ellipsis:
+            return MappedRows(self.source[key], self.index)  # a crop of every row: a view of the map
+        first, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        picked = self.index[first]
+        rows = self.source[picked] if picked.dim() == 0 else self.source.index_select(0, picked)
+        return rows[((slice(None),) if picked.dim() else ()) + rest] if rest else rows
+
+    def to(self, *args, **kwargs) -> Tensor:
+        return self.gathered().to(*args, **kwargs)
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.index_select, Tensor.index_select) and isinstance(args[0], MappedRows):
+            return args[0].index_select(*args[1:], **kwargs)
+        return func(*_gathered_in(args), **_gathered_in(kwargs))
+
+    def __repr__(self) -> str:
+        return f"MappedRows({tuple(self.shape)} of a map {tuple(self.source.shape)})"
+
+
+def _gathered_in(value):
+    """``value`` (an argument, or a list, tuple or dict of them) with every MappedRows gathered."""
+    if isinstance(value, MappedRows):
+        return value.gathered()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_gathered_in(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _gathered_in(v) for k, v in value.items()}
+    return value
+
+
+def take_rows(images: "Tensor | MappedRows", rows: Tensor) -> "Tensor | MappedRows":
+    """``images[rows]``: served from the map (no copy) when ``images`` is mapped, else a copy as before."""
+    if isinstance(images, MappedRows):
+        return images.take(rows)
+    if is_mapped(images):
+        return MappedRows(images, rows)
+    return images[rows]
+
+
 def map_images(path: Path, shape: tuple[int, ...]) -> Tensor:
     """This process's one map of the data file at ``path`` as uint8 ``shape``."""
     key = f"{path}:{path.stat().st_ino}"  # a file rebuilt under the same name is mapped afresh

@@ -8,13 +8,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 
 from trainers.data import cache, image_files, shapes, spirograph
 
 Tensor = torch.Tensor
+Images = Union[Tensor, cache.MappedRows]  # uint8 [N, C, H, W]
 
 DEFAULT_IMAGE_SIZE = 32  # image folders and file lists, when no image_size is declared
 
@@ -23,15 +24,16 @@ DEFAULT_IMAGE_SIZE = 32  # image folders and file lists, when no image_size is d
 class DataSplits:
     """One data set, split for pre-training, probing and scoring.
 
-    Images are uint8 [N, C, H, W]. Targets are int64 [N] class labels (`task == "classification"`,
+    Images are uint8 [N, C, H, W]: a tensor, or for a split or capped part of a memory-mapped cache a
+    ``cache.MappedRows`` (the map and the rows; indexing gathers, nothing is copied whole). Targets are int64 [N] class labels (`task == "classification"`,
     `num_classes` > 0) or float32 [N, T] regression targets (`task == "regression"`,
     `num_classes == 0`, one column per entry of `target_names`).
     """
 
-    pretrain: Tensor
-    train_x: Tensor
+    pretrain: Images
+    train_x: Images
     train_y: Tensor
-    test_x: Tensor
+    test_x: Images
     test_y: Tensor
     num_classes: int
     task: str
@@ -108,11 +110,11 @@ def _subset(n: int, size: Optional[int], seed: int) -> Optional[Tensor]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
 
-def _cap(images: Tensor, labels: Optional[Tensor], size: Optional[int], seed: int) -> tuple[Tensor, Optional[Tensor]]:
+def _cap(images: Images, labels: Optional[Tensor], size: Optional[int], seed: int) -> tuple[Images, Optional[Tensor]]:
     idx = _subset(images.shape[0], size, seed)
     if idx is None:
         return images, labels
-    return images[idx], None if labels is None else labels[idx]
+    return cache.take_rows(images, idx), None if labels is None else labels[idx]
 
 
 @dataclass(frozen=True)
@@ -217,8 +219,11 @@ def _from_labelled(name: str, train: image_files.Labelled, test: Optional[image_
         if len(test_idx) == 0:
             raise ValueError(f"dataset {name}: too few images to hold out a test split "
                              "(give each class at least two images, or separate train and test parts)")
-        test = image_files.Labelled(train.images[test_idx], train.labels[test_idx], train.class_names)
-        train = image_files.Labelled(train.images[train_idx], train.labels[train_idx], train.class_names)
+        # Mapped images stay in the map: each split is the map and its rows (cache.MappedRows).
+        test = image_files.Labelled(cache.take_rows(train.images, test_idx), train.labels[test_idx],
+                                    train.class_names)
+        train = image_files.Labelled(cache.take_rows(train.images, train_idx), train.labels[train_idx],
+                                     train.class_names)
     train_x, train_y = _cap(train.images, train.labels, size, seed)
     return DataSplits(pretrain=train_x, train_x=train_x, train_y=train_y, test_x=test.images,
                       test_y=test.labels, num_classes=len(train.class_names), task="classification",
@@ -297,7 +302,7 @@ def load_configured(cfg) -> DataSplits:
                         cache_dir=cfg.data_cache or cache.default_cache_dir())
 
 
-def centre_crop(images: Tensor, image_size: int) -> Tensor:
+def centre_crop(images: Images, image_size: int) -> Images:
     """The centre image_size x image_size of uint8 [N, C, H, W] images: a view, nothing copied."""
     top, left = (images.shape[-2] - image_size) // 2, (images.shape[-1] - image_size) // 2
     return images[..., top:top + image_size, left:left + image_size]

@@ -57,7 +57,8 @@ class DeviceFeeder:
 
     ``resident`` tells whether the data set lives on the device (True) or in host memory (False,
     pinned when ``pin`` and the device is a CUDA device). A memory-mapped source is never copied
-    into host memory: on the CPU, or on a device it does not fit, batches are gathered from the map.
+    into host memory: on the CPU, or on a device it does not fit, batches are gathered from the map
+    (through the rows of a ``cache.MappedRows``, a split or capped part of one).
     ``max_device_bytes`` overrides the free-memory rule (0 forces host staging; used by tests and
     the benchmark).
     """

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from trainers.data.cache import take_rows
 from trainers.data.image_files import read_image
 
 Tensor = torch.Tensor
@@ -81,7 +82,7 @@ def finetune_classifier(encoder: nn.Module, train_x: Tensor, train_y: Tensor, te
     device = torch.device(device)
     subset = balanced_subset(train_y, label_fraction, seed=cfg.seed)
     # Images stay where they are (host memory or a mapped cache); each batch goes to the device.
-    x_train, y_train = train_x[subset], train_y[subset].to(device).long()
+    x_train, y_train = take_rows(train_x, subset), train_y[subset].to(device).long()
     backbone = copy.deepcopy(encoder).to(device)
     with torch.no_grad():
         backbone.eval()
