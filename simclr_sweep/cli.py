@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         study = replace(study, name=args.name)
     args.study_location = study_dir_for(study, storage)  # what a Ctrl-C names for `resume`
     print(f"study {study.name}: {study.num_trials} trials, {study.max_concurrent} at a time, "
-          f"storage {study_dir_for(study, storage)}", flush=True)
+          f"storage {args.study_location}", flush=True)
     return _finished(run_study(study, storage, address=args.address, dashboard=args.dashboard))
 
 
